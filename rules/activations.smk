@@ -1,0 +1,24 @@
+rule dump_activations:
+    """Last-token residual streams and MLP activations of every layer, for one split."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        corpus="results/corpus/{lang}.parquet",
+    output:
+        dump=directory("results/{model}/activations/{lang}/{split}"),
+    log:
+        "logs/dump_activations/{model}/{lang}/{split}.log",
+    benchmark:
+        "benchmarks/rules/dump_activations/{model}/{lang}/{split}.tsv"
+    conda:
+        "../envs/transfer-neurons.yaml"
+    threads: 2
+    resources:
+        mem_mb=config["resources"]["model_mem_mb"],
+        runtime=config["resources"]["model_runtime_min"],
+        gpu=config["resources"]["gpus"],
+    params:
+        batch_size=config["runtime"]["batch_size"],
+        max_tokens=config["runtime"]["max_tokens"],
+        device=config["runtime"]["device"],
+    script:
+        "../scripts/dump_activations.py"

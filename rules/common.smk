@@ -1,0 +1,69 @@
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+# The package lives in src/; putting it on the path lets the workflow run without installing it.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from transfer_neurons.languages import language  # noqa: E402
+
+validate(config, schema="../config/schema.yaml")
+
+MODELS = list(config["models"])
+LANGUAGES = list(config["languages"])
+DETECTORS = list(config["detection"]["detectors"])
+SPLITS = ["train", "test"]
+
+for _code in [config["pivot_language"], *LANGUAGES]:
+    language(_code)  # fails early, naming the known codes
+_missing_sources = sorted(set(LANGUAGES) - set(config["corpus"]["sources"]))
+if _missing_sources:
+    raise ValueError(
+        f"config: corpus.sources has no entry for languages {_missing_sources}"
+    )
+if config["detection"]["top_n"] not in config["detection"]["top_n_sweep"]:
+    raise ValueError("config: detection.top_n must be one of detection.top_n_sweep")
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    lang="|".join(LANGUAGES),
+    split="train|test",
+    detector="|".join(DETECTORS),
+
+
+def model_spec(wildcards):
+    return config["models"][wildcards.model]
+
+
+def corpus_source(wildcards):
+    return config["corpus"]["sources"][wildcards.lang]
+
+
+def corpus_source_file(wildcards):
+    """The corpus file as a rule input (hub sources have none)."""
+    source = corpus_source(wildcards)
+    return [source["path"]] if "path" in source else []
+
+
+def model_local_files(wildcards):
+    """Local model files as rule inputs, so that replacing them reruns what follows."""
+    spec = model_spec(wildcards)
+    if "gguf" in spec:
+        return [spec["gguf"]]
+    if "path" in spec:
+        return [f"{spec['path']}/config.json"]
+    return []
+
+
+def detection_figures():
+    return expand(
+        "reports/figures/{model}/{detector}/{figure}.png",
+        model=MODELS,
+        detector=DETECTORS,
+        figure=["layer_distribution", "score_profile"],
+    )
+
+
+def all_targets():
+    return detection_figures()

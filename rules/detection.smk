@@ -1,0 +1,40 @@
+rule centroids:
+    """Type-1 (shared) and Type-2 (L2) centroids per layer, from the training split."""
+    input:
+        train="results/{model}/activations/{lang}/train",
+    output:
+        centroids="results/{model}/centroids/{lang}.safetensors",
+    log:
+        "logs/centroids/{model}/{lang}.log",
+    conda:
+        "../envs/transfer-neurons.yaml"
+    resources:
+        mem_mb=config["resources"]["model_mem_mb"],
+        runtime=30,
+    script:
+        "../scripts/centroids.py"
+
+
+rule score_neurons:
+    """Score every MLP neuron against both centroids; rank candidates; list the top N."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        train="results/{model}/activations/{lang}/train",
+        centroids="results/{model}/centroids/{lang}.safetensors",
+    output:
+        scores="results/{model}/scores/{detector}/{lang}.parquet",
+        top="results/{model}/neurons/{detector}/{lang}.parquet",
+    log:
+        "logs/score_neurons/{model}/{detector}/{lang}.log",
+    benchmark:
+        "benchmarks/rules/score_neurons/{model}/{detector}/{lang}.tsv"
+    conda:
+        "../envs/transfer-neurons.yaml"
+    resources:
+        mem_mb=config["resources"]["model_mem_mb"],
+        runtime=60,
+    params:
+        type1_fraction=config["detection"]["type1_fraction"],
+        top_n_sweep=config["detection"]["top_n_sweep"],
+    script:
+        "../scripts/score_neurons.py"

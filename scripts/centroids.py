@@ -1,0 +1,10 @@
+"""Rule centroids: Type-1 and Type-2 centroids per layer."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")
+from transfer_neurons.detection import compute_centroids
+from transfer_neurons.logs import logged_to
+
+with logged_to(snakemake.log[0]):
+    compute_centroids(snakemake.input.train, snakemake.output.centroids)

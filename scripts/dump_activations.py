@@ -1,0 +1,18 @@
+"""Rule dump_activations: last-token states of every layer for one split."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")
+from transfer_neurons.detection import dump_split
+from transfer_neurons.logs import logged_to
+
+with logged_to(snakemake.log[0]):
+    dump_split(
+        snakemake.input.manifest,
+        snakemake.input.corpus,
+        snakemake.wildcards.split,
+        snakemake.output.dump,
+        batch_size=snakemake.params.batch_size,
+        max_tokens=snakemake.params.max_tokens,
+        device=snakemake.params.device,
+    )

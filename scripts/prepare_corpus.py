@@ -1,0 +1,18 @@
+"""Rule prepare_corpus: validate and split one language's sentence pairs."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")
+from transfer_neurons.corpus import prepare_corpus
+from transfer_neurons.logs import logged_to
+
+with logged_to(snakemake.log[0]):
+    pairs = prepare_corpus(
+        dict(snakemake.params.source),
+        snakemake.params.pivot,
+        snakemake.wildcards.lang,
+        snakemake.params.test_percent,
+        snakemake.params.max_train,
+        snakemake.params.max_test,
+    )
+    pairs.write_parquet(snakemake.output.corpus)

@@ -1,0 +1,72 @@
+"""Left-padded batches whose results do not depend on the padding.
+
+All forward passes pad on the left so that the last real token of every row sits at
+position -1. Position ids are derived from the attention mask so that a padded row sees
+the same positions as it would alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TokenizedBatch:
+    input_ids: torch.Tensor  # [batch, pos]
+    attention_mask: torch.Tensor  # [batch, pos]
+    n_truncated: int
+
+    def model_inputs(self, model) -> dict[str, torch.Tensor]:
+        inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+        if accepts_position_ids(model):
+            inputs["position_ids"] = position_ids_from_mask(self.attention_mask)
+        return inputs
+
+    def to(self, device: torch.device) -> TokenizedBatch:
+        return TokenizedBatch(self.input_ids.to(device), self.attention_mask.to(device), self.n_truncated)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[batch, pos] positions counting only real tokens (pads get 0)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def accepts_position_ids(model) -> bool:
+    return "position_ids" in inspect.signature(model.forward).parameters
+
+
+def ensure_padding(tokenizer) -> None:
+    """Left padding with a pad token (the EOS token where the tokenizer has none)."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError("the tokenizer has neither a pad nor an eos token; set one in the model directory")
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def tokenize(tokenizer, sentences: Sequence[str], max_tokens: int) -> TokenizedBatch:
+    """Tokenize and left-pad; sentences longer than ``max_tokens`` keep their first tokens."""
+    ensure_padding(tokenizer)
+    full = tokenizer(list(sentences), add_special_tokens=True)["input_ids"]
+    n_truncated = sum(len(ids) > max_tokens for ids in full)
+    encoded = tokenizer(
+        list(sentences),
+        add_special_tokens=True,
+        padding=True,
+        truncation=True,
+        max_length=max_tokens,
+        return_tensors="pt",
+    )
+    return TokenizedBatch(encoded["input_ids"], encoded["attention_mask"], n_truncated)
+
+
+def batches(items: Sequence, batch_size: int) -> Iterator[tuple[int, Sequence]]:
+    """Yield ``(start_index, chunk)`` pairs."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    for start in range(0, len(items), batch_size):
+        yield start, items[start : start + batch_size]

