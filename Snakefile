@@ -16,6 +16,8 @@ include: "rules/corpus.smk"
 include: "rules/activations.smk"
 include: "rules/detection.smk"
 include: "rules/figures.smk"
+include: "rules/evaluation.smk"
+include: "rules/report.smk"
 
 
 rule all:

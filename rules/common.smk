@@ -5,6 +5,7 @@ from snakemake.utils import validate
 
 # The package lives in src/; putting it on the path lets the workflow run without installing it.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from transfer_neurons.evaluation_figures import FIGURE_INPUTS, input_paths  # noqa: E402
 from transfer_neurons.languages import language  # noqa: E402
 
 validate(config, schema="../config/schema.yaml")
@@ -66,4 +67,65 @@ def detection_figures():
 
 
 def all_targets():
-    return detection_figures()
+    return [*detection_figures(), "reports/report.html"]
+
+
+# --- evaluation -----------------------------------------------------------
+EVALUATION = config["evaluation"]
+
+
+def top_list(wildcards):
+    return f"results/{wildcards.model}/neurons/{EVALUATION['detector']}/{wildcards.lang}.parquet"
+
+
+def intervention_settings(section, batch_size=None):
+    """Positions, factor and batching of one evaluation section, as a params dict."""
+    return {
+        "positions": EVALUATION[section]["positions"],
+        "factor": EVALUATION["factor"],
+        "batch_size": batch_size or config["runtime"]["batch_size"],
+        "max_tokens": config["runtime"]["max_tokens"],
+    }
+
+
+# --- figures and report ---------------------------------------------------
+FIGURE_SETTINGS = {
+    "main_label": config["detection"]["top_n"],
+    "knn_metric": f"mutual_knn_k{config['evaluation']['states']['knn_k'][0]}",
+    "resamples": config["evaluation"]["bootstrap_resamples"],
+}
+
+
+def evaluation_figure_names():
+    """Every evaluation figure; detector agreement only when both detectors run."""
+    both_detectors = {"centroid", "correlation"} <= set(DETECTORS)
+    return [
+        name for name in FIGURE_INPUTS if both_detectors or name != "detector_agreement"
+    ]
+
+
+def evaluation_figure_inputs(wildcards):
+    return input_paths(wildcards.figure, wildcards.model, LANGUAGES)
+
+
+def evaluation_figures(model):
+    return [
+        f"reports/figures/{model}/evaluation/{name}.png"
+        for name in evaluation_figure_names()
+    ]
+
+
+def model_results(wildcards):
+    return {
+        "qa": expand(
+            "results/{model}/evaluation/qa/{lang}.parquet",
+            model=wildcards.model,
+            lang=LANGUAGES,
+        ),
+        "states": expand(
+            "results/{model}/evaluation/states/{lang}.parquet",
+            model=wildcards.model,
+            lang=LANGUAGES,
+        ),
+        "specificity": f"results/{wildcards.model}/evaluation/specificity.parquet",
+    }

@@ -45,6 +45,27 @@ def test_workflow_writes_scores_top_lists_and_figures(finished_run):
             assert "vega-lite" in spec["$schema"]
 
 
+def test_workflow_evaluates_every_condition_and_writes_the_report(finished_run):
+    workdir = finished_run
+    conditions = pl.read_parquet(workdir / "results/tiny/conditions/ja.parquet")
+    names = set(conditions["condition"])
+    assert {"normal", "type1", "type2", "random_type1_s0", "random_type1_s1", "layer_matched_type2_s1"} <= names
+    metrics = pl.read_parquet(workdir / "results/tiny/evaluation/states/ja.parquet")
+    assert set(metrics["condition"]) == names
+    assert metrics.filter(pl.col("condition") == "normal")["layer"].n_unique() == 4
+    answers = pl.read_parquet(workdir / "results/tiny/evaluation/qa/ja.parquet")
+    assert answers.filter(pl.col("condition") == "normal").height == 10  # qa.limit
+    assert "layer_matched" not in set(answers["kind"])  # not in qa.kinds
+    specificity = pl.read_parquet(workdir / "results/tiny/evaluation/specificity.parquet")
+    assert specificity["eta_squared"].is_between(0, 1).all()
+    space = pl.read_parquet(workdir / "results/tiny/evaluation/language_space.parquet")
+    assert set(space["language_a"]) == {"en", "ja", "it"}
+    report = (workdir / "reports/report.html").read_text()
+    for figure in ("qa_f1", "knn_alignment", "language_space", "specificity", "dose_response", "layer_distribution"):
+        assert f"{figure}.png" in report
+    assert "This run" in report
+
+
 def test_second_dry_run_plans_nothing(finished_run):
     assert planned_outputs(finished_run, "all") == []
 

@@ -39,6 +39,26 @@ def tiny_config(workdir: Path, family: str = "llama") -> dict:
             "top_n": 5,
             "top_n_sweep": [5, "paper_fraction"],
         },
+        "evaluation": {
+            "detector": "centroid",
+            "factor": 0.0,
+            "random_seeds": [0, 1],
+            "sweep_seeds": [0],
+            "layer_matched": True,
+            "states": {"positions": "prompt", "knn_k": [3]},
+            "qa": {
+                "source": {"path": str(REPO / "data" / "qa" / "builtin_mkqa.jsonl")},
+                "positions": "prompt_last",
+                "template": "Q: {question}\nA:",
+                "max_new_tokens": 3,
+                "batch_size": 8,
+                "limit": 10,
+                "kinds": ["normal", "transfer", "random"],
+            },
+            "attention": {"sentences": 4, "positions": "prompt"},
+            "language_space": {"pca_depths": [0.5, 1.0]},
+            "bootstrap_resamples": 200,
+        },
         "resources": {"model_mem_mb": 1000, "model_runtime_min": 10, "gpus": 0},
     }
 

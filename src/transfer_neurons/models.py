@@ -32,11 +32,19 @@ def source_kind(spec: dict) -> str:
     return kinds[0]
 
 
-def _load_transformers(location: str | Path, gguf_file: str | None, trust_remote_code: bool, dtype: torch.dtype):
+def _load_transformers(
+    location: str | Path,
+    gguf_file: str | None,
+    trust_remote_code: bool,
+    dtype: torch.dtype,
+    attn_implementation: str | None = None,
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code, **extra)
+    if attn_implementation:
+        extra["attn_implementation"] = attn_implementation
     model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, trust_remote_code=trust_remote_code, **extra)
     return model, tokenizer
 
@@ -98,15 +106,25 @@ def prepare_model(name: str, spec: dict, directory: Path) -> dict:
     return manifest
 
 
-def load_model_from_manifest(manifest: dict, device: str = "auto"):
-    """Load the model in eval mode on the chosen device; return ``(model, tokenizer)``."""
+def load_model_from_manifest(manifest: dict, device: str = "auto", attn_implementation: str | None = None):
+    """Load the model in eval mode on the chosen device; return ``(model, tokenizer)``.
+
+    ``attn_implementation="eager"`` is needed where attention weights are read.
+    """
     torch_device, dtype = pick_device_and_dtype(device)
-    model, tokenizer = _load_transformers(manifest["location"], None, manifest.get("trust_remote_code", False), dtype)
+    location = Path(manifest["location"])
+    if not location.exists():
+        raise ModelSourceError(f"model {manifest['name']!r}: {location} no longer exists; rerun prepare_model")
+    model, tokenizer = _load_transformers(
+        location, None, manifest.get("trust_remote_code", False), dtype, attn_implementation
+    )
     return model.to(torch_device).eval(), tokenizer
 
 
-def load_model(manifest_path: Path, device: str = "auto") -> tuple[torch.nn.Module, object, FamilyAdapter]:
+def load_model(
+    manifest_path: Path, device: str = "auto", attn_implementation: str | None = None
+) -> tuple[torch.nn.Module, object, FamilyAdapter]:
     """Load the model a ``prepare_model`` manifest points at, with its adapter."""
     manifest = json.loads(Path(manifest_path).read_text())
-    model, tokenizer = load_model_from_manifest(manifest, device)
+    model, tokenizer = load_model_from_manifest(manifest, device, attn_implementation)
     return model, tokenizer, adapter_for(model)

@@ -1,0 +1,176 @@
+rule conditions:
+    """The neurons each condition deactivates: transfer, random and layer-matched sets."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        top=top_list,
+    output:
+        conditions="results/{model}/conditions/{lang}.parquet",
+    log:
+        "logs/conditions/{model}/{lang}.log",
+    conda:
+        "../envs/transfer-neurons.yaml"
+    params:
+        type1_fraction=config["detection"]["type1_fraction"],
+        main_label=config["detection"]["top_n"],
+        seeds=EVALUATION["random_seeds"],
+        sweep_seeds=EVALUATION["sweep_seeds"],
+        layer_matched=EVALUATION["layer_matched"],
+    script:
+        "../scripts/conditions.py"
+
+
+rule evaluate_states:
+    """Mutual k-NN, pair cosines and activation similarity per layer under every condition."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        corpus="results/corpus/{lang}.parquet",
+        test="results/{model}/activations/{lang}/test",
+        conditions="results/{model}/conditions/{lang}.parquet",
+    output:
+        metrics="results/{model}/evaluation/states/{lang}.parquet",
+        arrays="results/{model}/evaluation/states/{lang}.safetensors",
+    log:
+        "logs/evaluate_states/{model}/{lang}.log",
+    benchmark:
+        "benchmarks/rules/evaluate_states/{model}/{lang}.tsv"
+    conda:
+        "../envs/transfer-neurons.yaml"
+    threads: 2
+    resources:
+        mem_mb=config["resources"]["model_mem_mb"],
+        runtime=config["resources"]["model_runtime_min"],
+        gpu=config["resources"]["gpus"],
+    params:
+        settings=intervention_settings("states"),
+        knn_k=EVALUATION["states"]["knn_k"],
+        device=config["runtime"]["device"],
+    script:
+        "../scripts/evaluate_states.py"
+
+
+rule evaluate_qa:
+    """Greedy QA answers and MKQA F1 in the L2 under every QA condition."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        conditions="results/{model}/conditions/{lang}.parquet",
+        qa=(
+            [EVALUATION["qa"]["source"]["path"]]
+            if "path" in EVALUATION["qa"]["source"]
+            else []
+        ),
+    output:
+        answers="results/{model}/evaluation/qa/{lang}.parquet",
+    log:
+        "logs/evaluate_qa/{model}/{lang}.log",
+    benchmark:
+        "benchmarks/rules/evaluate_qa/{model}/{lang}.tsv"
+    conda:
+        "../envs/transfer-neurons.yaml"
+    threads: 2
+    resources:
+        mem_mb=config["resources"]["model_mem_mb"],
+        runtime=config["resources"]["model_runtime_min"],
+        gpu=config["resources"]["gpus"],
+    params:
+        source=EVALUATION["qa"]["source"],
+        settings=intervention_settings("qa", EVALUATION["qa"]["batch_size"]),
+        kinds=EVALUATION["qa"]["kinds"],
+        # A function, so that Snakemake does not read "{question}" as a wildcard.
+        template=lambda wildcards: EVALUATION["qa"]["template"],
+        max_new_tokens=EVALUATION["qa"]["max_new_tokens"],
+        limit=EVALUATION["qa"].get("limit"),
+        device=config["runtime"]["device"],
+    script:
+        "../scripts/evaluate_qa.py"
+
+
+rule evaluate_attention:
+    """How the last token's attention per layer and head shifts under deactivation."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        corpus="results/corpus/{lang}.parquet",
+        conditions="results/{model}/conditions/{lang}.parquet",
+    output:
+        shifts="results/{model}/evaluation/attention/{lang}.parquet",
+        example="results/{model}/evaluation/attention/{lang}.example.parquet",
+    log:
+        "logs/evaluate_attention/{model}/{lang}.log",
+    benchmark:
+        "benchmarks/rules/evaluate_attention/{model}/{lang}.tsv"
+    conda:
+        "../envs/transfer-neurons.yaml"
+    threads: 2
+    resources:
+        mem_mb=config["resources"]["model_mem_mb"],
+        runtime=config["resources"]["model_runtime_min"],
+        gpu=config["resources"]["gpus"],
+    params:
+        settings=intervention_settings("attention"),
+        n_sentences=EVALUATION["attention"]["sentences"],
+        seed=EVALUATION["random_seeds"][0],
+        device=config["runtime"]["device"],
+    script:
+        "../scripts/evaluate_attention.py"
+
+
+rule language_space:
+    """Similarity of all language centroids per layer, normal and deactivated; 2-D PCA."""
+    input:
+        english=f"results/{{model}}/activations/{LANGUAGES[0]}/test",
+        tests=expand("results/{{model}}/activations/{lang}/test", lang=LANGUAGES),
+        arrays=expand(
+            "results/{{model}}/evaluation/states/{lang}.safetensors", lang=LANGUAGES
+        ),
+    output:
+        similarity="results/{model}/evaluation/language_space.parquet",
+        pca="results/{model}/evaluation/language_pca.parquet",
+    log:
+        "logs/language_space/{model}.log",
+    conda:
+        "../envs/transfer-neurons.yaml"
+    params:
+        pivot=config["pivot_language"],
+        pca_depths=EVALUATION["language_space"]["pca_depths"],
+    script:
+        "../scripts/language_space.py"
+
+
+rule language_specificity:
+    """eta^2 and ANOVA p of each top-N neuron's activations against the language label."""
+    input:
+        tests=expand("results/{{model}}/activations/{lang}/test", lang=LANGUAGES),
+        tops=expand(
+            "results/{{model}}/neurons/{detector}/{lang}.parquet",
+            detector=EVALUATION["detector"],
+            lang=LANGUAGES,
+        ),
+    output:
+        table="results/{model}/evaluation/specificity.parquet",
+    log:
+        "logs/language_specificity/{model}.log",
+    conda:
+        "../envs/transfer-neurons.yaml"
+    params:
+        pivot=config["pivot_language"],
+        main_label=config["detection"]["top_n"],
+    script:
+        "../scripts/language_specificity.py"
+
+
+rule detector_agreement:
+    """Overlap of the two detectors' top-N lists per layer."""
+    input:
+        centroid=expand(
+            "results/{{model}}/neurons/centroid/{lang}.parquet", lang=LANGUAGES
+        ),
+        correlation=expand(
+            "results/{{model}}/neurons/correlation/{lang}.parquet", lang=LANGUAGES
+        ),
+    output:
+        table="results/{model}/evaluation/detector_agreement.parquet",
+    log:
+        "logs/detector_agreement/{model}.log",
+    conda:
+        "../envs/transfer-neurons.yaml"
+    script:
+        "../scripts/detector_agreement.py"

@@ -1,0 +1,22 @@
+"""Rule evaluate_attention: attention shifts per layer and head."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")
+from transfer_neurons.evaluation import InterventionSettings
+from transfer_neurons.evaluation_stages import run_attention
+from transfer_neurons.logs import logged_to
+
+with logged_to(snakemake.log[0]):
+    shifts, example = run_attention(
+        snakemake.input.manifest,
+        snakemake.input.corpus,
+        snakemake.input.conditions,
+        InterventionSettings(**snakemake.params.settings),
+        n_sentences=snakemake.params.n_sentences,
+        seed=snakemake.params.seed,
+        device=snakemake.params.device,
+        labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
+    )
+    shifts.write_parquet(snakemake.output.shifts)
+    example.write_parquet(snakemake.output.example)

@@ -1,0 +1,21 @@
+"""Rule evaluate_states: alignment metrics per layer under every condition."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")
+from transfer_neurons.evaluation import InterventionSettings
+from transfer_neurons.evaluation_stages import run_state_evaluation
+from transfer_neurons.logs import logged_to
+
+with logged_to(snakemake.log[0]):
+    run_state_evaluation(
+        snakemake.input.manifest,
+        snakemake.input.corpus,
+        snakemake.input.test,
+        snakemake.input.conditions,
+        InterventionSettings(**snakemake.params.settings),
+        knn_ks=snakemake.params.knn_k,
+        device=snakemake.params.device,
+        labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
+        arrays_path=snakemake.output.arrays,
+    ).write_parquet(snakemake.output.metrics)

@@ -1,0 +1,17 @@
+"""Rule language_specificity: eta^2 and ANOVA p of every top-N neuron."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")
+from transfer_neurons.evaluation_stages import run_specificity
+from transfer_neurons.logs import logged_to
+
+with logged_to(snakemake.log[0]):
+    languages = snakemake.config["languages"]
+    run_specificity(
+        dict(zip(languages, snakemake.input.tests, strict=True)),
+        dict(zip(languages, snakemake.input.tops, strict=True)),
+        pivot=snakemake.params.pivot,
+        main_label=snakemake.params.main_label,
+        labels={"model": snakemake.wildcards.model},
+    ).write_parquet(snakemake.output.table)

@@ -1,0 +1,21 @@
+"""Rule report_html: the HTML report of every model."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")
+import polars as pl
+
+from transfer_neurons.logs import logged_to
+from transfer_neurons.report import model_sections, write_report
+
+with logged_to(snakemake.log[0]):
+    output = Path(snakemake.output.html)
+    sections = {}
+    for model in snakemake.params.models:
+        figures = [Path(path) for path in [*snakemake.input.detection, *snakemake.input.evaluation]
+                   if f"/figures/{model}/" in path]  # fmt: skip
+        tables = {name: pl.read_csv(f"reports/tables/{model}/{name}.csv")
+                  for name in ("qa_summary", "alignment_summary", "specificity_summary")}  # fmt: skip
+        sections[model] = model_sections(figures, tables, output.parent)
+    write_report(output, sections)

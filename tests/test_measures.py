@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from tests.workflow_helpers import REPO
+from transfer_neurons.attention import entropy, jensen_shannon
+from transfer_neurons.qa import QADataError, best_f1, bootstrap_mean_ci, load_qa, normalize_answer, token_f1
+from transfer_neurons.similarity import (
+    centroid_similarity_matrix,
+    derangement,
+    mutual_knn_alignment,
+    paired_cosines,
+    pca_2d,
+)
+from transfer_neurons.specificity import eta_squared_anova
+
+
+def test_mutual_knn_is_one_for_identical_spaces_and_low_for_unrelated():
+    rng = np.random.default_rng(0)
+    space = rng.normal(size=(60, 16))
+    assert mutual_knn_alignment(space, space * 3.0, k=5) == 1.0
+    unrelated = mutual_knn_alignment(space, rng.normal(size=(60, 16)), k=5)
+    assert unrelated < 0.3
+
+
+def test_paired_cosines_separate_parallel_from_deranged_pairs():
+    rng = np.random.default_rng(1)
+    pivot = rng.normal(size=(30, 8))
+    result = paired_cosines(pivot, pivot + 0.1 * rng.normal(size=pivot.shape))
+    assert result["parallel"] > 0.9 > result["non_parallel"]
+    assert (derangement(5) != np.arange(5)).all()
+
+
+def test_centroid_similarity_and_pca():
+    rows = dict(
+        ((a, b), value)
+        for a, b, value in centroid_similarity_matrix({"en": np.array([1.0, 0]), "ja": np.array([0, 2.0])})
+    )
+    assert rows[("en", "en")] == pytest.approx(1.0)
+    assert rows[("en", "ja")] == pytest.approx(0.0)
+    assert pca_2d(np.random.default_rng(2).normal(size=(10, 5))).shape == (10, 2)
+
+
+def test_mkqa_normalisation_per_language():
+    assert normalize_answer("The Eiffel Tower!", "en") == ["eiffel", "tower"]
+    assert normalize_answer("Het Rijksmuseum", "nl") == ["rijksmuseum"]
+    assert normalize_answer("L'Italia", "it") == ["italia"]
+    assert normalize_answer("東京です。", "ja") == ["東", "京", "で", "す"]
+    assert token_f1("Paris, France", "Paris", "en") == pytest.approx(2 / 3)
+    assert token_f1("パリ", "パリ", "ja") == 1.0
+
+
+def test_best_f1_takes_aliases():
+    answers = [{"type": "entity", "text": "Leonardo da Vinci", "aliases": ["da Vinci"]}]
+    assert best_f1("da Vinci", answers, "en") == 1.0
+    assert best_f1("Michelangelo", answers, "en") == 0.0
+
+
+def test_builtin_qa_set_is_complete():
+    records = load_qa({"path": str(REPO / "data/qa/builtin_mkqa.jsonl")}, ["en", "ja", "nl", "ko", "it"])
+    assert len(records) >= 150
+
+
+def test_malformed_qa_line_is_named(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"queries": {"en": "Q?"}, "answers": {"en": [{"text": ""}]}}\n')
+    with pytest.raises(QADataError, match=r"line 1: answers.en: no answer text"):
+        load_qa({"path": str(path)}, ["en"])
+
+
+def test_bootstrap_interval_contains_the_mean():
+    mean, low, high = bootstrap_mean_ci(np.array([0.0, 1.0] * 50))
+    assert low < mean == 0.5 < high
+
+
+def test_eta_squared_finds_language_specific_neurons():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.array(["en", "ja", "ko"]), 40)
+    specific = (labels == "ja") * 5.0 + rng.normal(size=120)
+    shared = rng.normal(size=120)
+    eta, p = eta_squared_anova(np.stack([specific, shared], axis=1), labels)
+    assert eta[0] > 0.8 and p[0] < 1e-10
+    assert eta[1] < 0.1 and p[1] > 0.001
+
+
+def test_js_divergence_and_entropy():
+    uniform = np.full(4, 0.25)
+    peaked = np.array([1.0, 0, 0, 0])
+    assert jensen_shannon(uniform, uniform) == pytest.approx(0.0)
+    assert 0 < jensen_shannon(uniform, peaked) <= np.log(2)
+    assert entropy(uniform) == pytest.approx(np.log(4))
