@@ -101,3 +101,25 @@ def test_a_single_figure_target_runs_alone(tmp_path):
     rules = planned_rules(tmp_path, "reports/figures/tiny/centroid/score_profile.png")
     assert "figure_layer_distribution" not in rules
     assert "figure_score_profile" in rules
+
+
+def test_malformed_corpus_fails_with_its_location_and_leaves_no_output(tmp_path):
+    config = tiny_config(tmp_path)
+    corpus = Path(config["corpus"]["sources"]["ja"]["path"])
+    corpus.write_text(corpus.read_text(encoding="utf-8") + "s9999\tAn orphan sentence.\t   \n", encoding="utf-8")
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path, "results/corpus/ja.parquet", check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "logs/prepare_corpus/ja.log").read_text()
+    assert f"{corpus}: line 42: column 'ja': empty or whitespace-only sentence" in log
+    assert not (tmp_path / "results/corpus/ja.parquet").exists()
+
+
+def test_unknown_language_in_config_is_rejected_before_any_job(tmp_path):
+    config = tiny_config(tmp_path)
+    config["languages"] = ["ja", "xx"]
+    config["corpus"]["sources"]["xx"] = config["corpus"]["sources"]["it"]
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "unknown language code 'xx'" in result.stdout + result.stderr

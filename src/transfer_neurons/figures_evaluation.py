@@ -14,6 +14,7 @@ GROUP_COLOURS = alt.Scale(
     range=["#222222", "#1b9e77", "#d95f02", "#7fc9b4", "#f2a96e", "#9aa7d6", "#c9a3d6"],
 )
 GROUP_COLOUR = alt.Color("group:N", scale=GROUP_COLOURS, sort=GROUP_ORDER, title="condition")
+LAYER_AXIS = alt.X("layer:Q", title="layer", axis=alt.Axis(tickMinStep=1, format="d"))
 
 
 def qa_f1_chart(summary: pl.DataFrame, title: str) -> alt.LayerChart:
@@ -30,7 +31,7 @@ def qa_f1_chart(summary: pl.DataFrame, title: str) -> alt.LayerChart:
 
 
 def _metric_lines(frame: pl.DataFrame, y_title: str) -> alt.LayerChart:
-    base = alt.Chart(frame).encode(x=alt.X("layer:Q", title="layer"), color=GROUP_COLOUR)
+    base = alt.Chart(frame).encode(x=LAYER_AXIS, color=GROUP_COLOUR)
     band = base.mark_area(opacity=0.2).encode(y=alt.Y("min:Q", title=y_title), y2="max:Q")
     line = base.mark_line(point=alt.OverlayMarkDef(size=15)).encode(y="mean:Q")
     return alt.layer(band, line, data=frame)
@@ -51,10 +52,9 @@ def _pair_chart(by_group: pl.DataFrame, prefix: str, y_title: str, title: str) -
     frame = by_group.filter(pl.col("metric").str.starts_with(prefix)).with_columns(
         pl.col("metric").str.replace(prefix, "").alias("pairs")
     )
-    base = alt.Chart(frame).encode(x=alt.X("layer:Q"), color=GROUP_COLOUR)
-    line = base.mark_line().encode(
-        y=alt.Y("mean:Q", title=y_title), strokeDash=alt.StrokeDash("pairs:N", title="pairs")
-    )
+    base = alt.Chart(frame).encode(x=LAYER_AXIS, color=GROUP_COLOUR)
+    dash = alt.StrokeDash("pairs:N", scale=alt.Scale(domain=["parallel", "non_parallel"], range=[[1, 0], [4, 3]]))
+    line = base.mark_line().encode(y=alt.Y("mean:Q", title=y_title), strokeDash=dash)
     return (
         line.properties(width=240, height=160)
         .facet(column=alt.Column("language:N", title=None))

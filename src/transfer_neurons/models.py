@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 SOURCE_KINDS = ("hub", "path", "gguf", "gguf_package")
+# Only what transformers loads: skips duplicate original/*.pth checkpoints (16 GB for Llama-3-8B).
+HUB_FILE_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.py"]
 
 
 class ModelSourceError(ValueError):
@@ -83,7 +85,9 @@ def prepare_model(name: str, spec: dict, directory: Path) -> dict:
         from huggingface_hub import snapshot_download
 
         hub = spec["hub"]
-        location = snapshot_download(hub["repo"], revision=hub.get("revision"), local_dir=weights)
+        location = snapshot_download(
+            hub["repo"], revision=hub.get("revision"), local_dir=weights, allow_patterns=HUB_FILE_PATTERNS
+        )
     elif kind == "path":
         location = Path(spec["path"]).resolve()
         if not (location / "config.json").is_file():

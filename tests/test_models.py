@@ -1,0 +1,53 @@
+import json
+import shutil
+
+import pytest
+
+from tests.tiny import save_tiny_model
+from transfer_neurons.models import ModelSourceError, load_model, prepare_model, source_kind
+
+
+def test_local_directory_model_gets_a_manifest_with_facts(tmp_path):
+    model_dir = save_tiny_model("qwen2", tmp_path / "tiny")
+    manifest = prepare_model("tiny", {"path": str(model_dir)}, tmp_path / "out")
+    assert manifest["facts"] == json.loads((tmp_path / "out/manifest.json").read_text())["facts"]
+    assert manifest["facts"]["n_layers"] == 4
+    model, tokenizer, adapter = load_model(tmp_path / "out/manifest.json", device="cpu")
+    assert adapter.family == "llama"
+    assert manifest["trust_remote_code"] is False
+
+
+def test_hub_model_is_downloaded_with_revision_and_only_loadable_files(tmp_path, monkeypatch):
+    source = save_tiny_model("gemma3", tmp_path / "hub-copy")
+    calls = {}
+
+    def fake_snapshot_download(repo_id, revision, local_dir, allow_patterns):
+        calls.update(repo_id=repo_id, revision=revision, allow_patterns=allow_patterns)
+        shutil.copytree(source, local_dir)
+        return str(local_dir)
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
+    manifest = prepare_model("g", {"hub": {"repo": "org/model", "revision": "abc123"}}, tmp_path / "out")
+    assert calls["repo_id"] == "org/model" and calls["revision"] == "abc123"
+    assert "*.safetensors" in calls["allow_patterns"] and "*.pth" not in calls["allow_patterns"]
+    assert manifest["facts"]["family"] == "gemma"
+
+
+def test_missing_model_directory_is_named(tmp_path):
+    with pytest.raises(ModelSourceError, match="not a model directory"):
+        prepare_model("x", {"path": str(tmp_path / "nowhere")}, tmp_path / "out")
+
+
+def test_model_entry_needs_exactly_one_source():
+    with pytest.raises(ModelSourceError, match="exactly one of"):
+        source_kind({"path": "a", "gguf": "b"})
+    with pytest.raises(ModelSourceError, match="exactly one of"):
+        source_kind({"trust_remote_code": True})
+
+
+def test_moved_model_fails_with_a_clear_error(tmp_path):
+    model_dir = save_tiny_model("llama", tmp_path / "tiny")
+    prepare_model("tiny", {"path": str(model_dir)}, tmp_path / "out")
+    shutil.rmtree(model_dir)
+    with pytest.raises(ModelSourceError, match="no longer exists"):
+        load_model(tmp_path / "out/manifest.json", device="cpu")
