@@ -5,7 +5,8 @@ from snakemake.utils import validate
 
 # The package lives in src/; putting it on the path lets the workflow run without installing it.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from transfer_neurons.evaluation_figures import FIGURE_INPUTS, input_paths  # noqa: E402
+from transfer_neurons.evaluation_figures import FIGURE_INPUTS  # noqa: E402
+from transfer_neurons.report_tables import REPORT_TABLES  # noqa: E402
 from transfer_neurons.languages import language  # noqa: E402
 
 validate(config, schema="../config/schema.yaml")
@@ -98,14 +99,43 @@ FIGURE_SETTINGS = {
 
 def evaluation_figure_names():
     """Every evaluation figure; detector agreement only when both detectors run."""
-    both_detectors = {"centroid", "correlation"} <= set(DETECTORS)
     return [
-        name for name in FIGURE_INPUTS if both_detectors or name != "detector_agreement"
+        name
+        for name in FIGURE_INPUTS
+        if both_detectors() or name != "detector_agreement"
     ]
 
 
+def result_patterns():
+    """Evaluation outputs by input kind, taken from the rules that write them."""
+    per_language = {
+        "qa": rules.evaluate_qa.output.answers,
+        "states": rules.evaluate_states.output.metrics,
+        "attention": rules.evaluate_attention.output.shifts,
+        "attention_example": rules.evaluate_attention.output.example,
+    }
+    per_model = {
+        "language_space": rules.language_space.output.similarity,
+        "language_pca": rules.language_space.output.pca,
+        "specificity": rules.language_specificity.output.table,
+        "agreement": rules.detector_agreement.output.table,
+    }
+    return per_language, per_model
+
+
+def result_inputs(model, kinds):
+    """Paths of the evaluation results of ``model`` for each kind in ``kinds``."""
+    per_language, per_model = result_patterns()
+    return {
+        kind: expand(
+            per_language.get(kind) or per_model[kind], model=model, lang=LANGUAGES
+        )
+        for kind in kinds
+    }
+
+
 def evaluation_figure_inputs(wildcards):
-    return input_paths(wildcards.figure, wildcards.model, LANGUAGES)
+    return result_inputs(wildcards.model, FIGURE_INPUTS[wildcards.figure])
 
 
 def evaluation_figures(model):
@@ -115,17 +145,31 @@ def evaluation_figures(model):
     ]
 
 
+def both_detectors():
+    return {"centroid", "correlation"} <= set(DETECTORS)
+
+
+def report_table_names():
+    names = list(REPORT_TABLES)
+    return names if both_detectors() else [n for n in names if n != "agreement_summary"]
+
+
 def model_results(wildcards):
-    return {
-        "qa": expand(
-            "results/{model}/evaluation/qa/{lang}.parquet",
-            model=wildcards.model,
-            lang=LANGUAGES,
-        ),
-        "states": expand(
-            "results/{model}/evaluation/states/{lang}.parquet",
-            model=wildcards.model,
-            lang=LANGUAGES,
-        ),
-        "specificity": f"results/{wildcards.model}/evaluation/specificity.parquet",
-    }
+    kinds = [
+        "qa",
+        "states",
+        "specificity",
+        "language_space",
+        "language_pca",
+        "attention",
+    ]
+    results = result_inputs(
+        wildcards.model, kinds + (["agreement"] if both_detectors() else [])
+    )
+    results["neurons"] = expand(
+        rules.score_neurons.output.top,
+        model=wildcards.model,
+        detector=DETECTORS,
+        lang=LANGUAGES,
+    )
+    return results

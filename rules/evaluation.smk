@@ -79,6 +79,8 @@ rule evaluate_qa:
         template=lambda wildcards: EVALUATION["qa"]["template"],
         max_new_tokens=EVALUATION["qa"]["max_new_tokens"],
         limit=EVALUATION["qa"].get("limit"),
+        main_label=config["detection"]["top_n"],
+        include_sweep=EVALUATION["qa"]["include_sweep"],
         device=config["runtime"]["device"],
     script:
         "../scripts/evaluate_qa.py"

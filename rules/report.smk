@@ -28,9 +28,9 @@ rule summary_tables:
     input:
         unpack(model_results),
     output:
-        qa="reports/tables/{model}/qa_summary.csv",
-        alignment="reports/tables/{model}/alignment_summary.csv",
-        specificity="reports/tables/{model}/specificity_summary.csv",
+        tables=expand(
+            "reports/tables/{{model}}/{table}.csv", table=report_table_names()
+        ),
     log:
         "logs/summary_tables/{model}.log",
     conda:
@@ -49,7 +49,7 @@ rule report_html:
         tables=expand(
             "reports/tables/{model}/{table}.csv",
             model=MODELS,
-            table=["qa_summary", "alignment_summary", "specificity_summary"],
+            table=report_table_names(),
         ),
     output:
         html="reports/report.html",
@@ -59,5 +59,7 @@ rule report_html:
         "../envs/transfer-neurons.yaml"
     params:
         models=MODELS,
+        tables=report_table_names(),
+        knn_metric=FIGURE_SETTINGS["knn_metric"],
     script:
         "../scripts/report_html.py"

@@ -18,6 +18,8 @@ with logged_to(snakemake.log[0]):
         template=snakemake.params.template,
         max_new_tokens=snakemake.params.max_new_tokens,
         limit=snakemake.params.limit,
+        main_label=snakemake.params.main_label,
+        include_sweep=snakemake.params.include_sweep,
         device=snakemake.params.device,
         labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
     ).write_parquet(snakemake.output.answers)

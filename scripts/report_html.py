@@ -15,7 +15,6 @@ with logged_to(snakemake.log[0]):
     for model in snakemake.params.models:
         figures = [Path(path) for path in [*snakemake.input.detection, *snakemake.input.evaluation]
                    if f"/figures/{model}/" in path]  # fmt: skip
-        tables = {name: pl.read_csv(f"reports/tables/{model}/{name}.csv")
-                  for name in ("qa_summary", "alignment_summary", "specificity_summary")}  # fmt: skip
-        sections[model] = model_sections(figures, tables, output.parent)
+        tables = {name: pl.read_csv(f"reports/tables/{model}/{name}.csv") for name in snakemake.params.tables}
+        sections[model] = model_sections(figures, tables, output.parent, snakemake.params.knn_metric)
     write_report(output, sections)

@@ -54,6 +54,7 @@ def tiny_config(workdir: Path, family: str = "llama") -> dict:
                 "batch_size": 8,
                 "limit": 10,
                 "kinds": ["normal", "transfer", "random"],
+                "include_sweep": True,
             },
             "attention": {"sentences": 4, "positions": "prompt"},
             "language_space": {"pca_depths": [0.5, 1.0]},

@@ -1,7 +1,7 @@
 """Which tables each evaluation figure reads, how they are prepared, and how it is drawn.
 
-``FIGURE_INPUTS`` is the single registry the Snakemake rules read to wire a figure's
-inputs, so adding a figure means one entry here and one chart function.
+``FIGURE_INPUTS`` is the registry the Snakemake rules read to wire a figure's inputs, so
+adding a figure means one entry here and one chart function.
 """
 
 from __future__ import annotations
@@ -14,20 +14,7 @@ import polars as pl
 from transfer_neurons import figures_evaluation as charts
 from transfer_neurons import summaries
 
-# Input kinds, per language ("per_language") or per model.
-PER_LANGUAGE_INPUTS = {
-    "qa": "results/{model}/evaluation/qa/{lang}.parquet",
-    "states": "results/{model}/evaluation/states/{lang}.parquet",
-    "attention": "results/{model}/evaluation/attention/{lang}.parquet",
-    "attention_example": "results/{model}/evaluation/attention/{lang}.example.parquet",
-}
-PER_MODEL_INPUTS = {
-    "language_space": "results/{model}/evaluation/language_space.parquet",
-    "language_pca": "results/{model}/evaluation/language_pca.parquet",
-    "specificity": "results/{model}/evaluation/specificity.parquet",
-    "agreement": "results/{model}/evaluation/detector_agreement.parquet",
-}
-
+# Input kinds: the Snakemake rules map each kind to the output of the rule that writes it.
 FIGURE_INPUTS: dict[str, tuple[str, ...]] = {
     "qa_f1": ("qa",),
     "knn_alignment": ("states",),
@@ -41,17 +28,6 @@ FIGURE_INPUTS: dict[str, tuple[str, ...]] = {
     "detector_agreement": ("agreement",),
     "dose_response": ("states", "qa"),
 }
-
-
-def input_paths(figure: str, model: str, languages: Sequence[str]) -> dict[str, list[str]]:
-    """The files figure ``figure`` of ``model`` reads, by input kind."""
-    paths = {}
-    for kind in FIGURE_INPUTS[figure]:
-        if kind in PER_LANGUAGE_INPUTS:
-            paths[kind] = [PER_LANGUAGE_INPUTS[kind].format(model=model, lang=lang) for lang in languages]
-        else:
-            paths[kind] = [PER_MODEL_INPUTS[kind].format(model=model)]
-    return paths
 
 
 def _read(paths: Sequence[str | Path]) -> pl.DataFrame:

@@ -73,11 +73,15 @@ def run_state_evaluation(
 
 def run_qa_evaluation(
     manifest: Path, qa_source: dict, lang: str, conditions: Path, settings: InterventionSettings, *,
-    kinds, template: str, max_new_tokens: int, limit, device: str, labels: dict,
+    kinds, template: str, max_new_tokens: int, limit, device: str, labels: dict, main_label: str,
+    include_sweep: bool,
 ) -> pl.DataFrame:  # fmt: skip
+    """QA under the conditions of the chosen kinds; the N sweep only when ``include_sweep``."""
     model, tokenizer, adapter = load_model(manifest, device)
     records = load_qa(qa_source, [lang], limit)
     table = pl.read_parquet(conditions).filter(pl.col("kind").is_in(list(kinds)))
+    if not include_sweep:
+        table = table.filter((pl.col("kind") == "normal") | (pl.col("top_n_label") == str(main_label)))
     results = evaluate_qa(
         model, tokenizer, adapter, records, lang, table, settings, template=template, max_new_tokens=max_new_tokens
     )

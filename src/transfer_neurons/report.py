@@ -67,9 +67,109 @@ def layer_mean_measured(table: pl.DataFrame, metric: str) -> str:
     parts = []
     for lang, rows in table.group_by("language", maintain_order=True):
         values = dict(zip(rows["group"], rows[metric], strict=True))
-        listed = ", ".join(f"{group} {values[group]:.3f}" for group in values)
+        listed = ", ".join(f"{group} {values[group]:.3f}" for group in ("normal", "type1", "type2", "random_type1")
+                           if group in values)  # fmt: skip
         parts.append(f"{lang[0]}: {listed}")
     return f"This run, {metric} averaged over layers: " + "; ".join(parts) + "."
+
+
+def detection_measured(table: pl.DataFrame, detector: str) -> str:
+    rows = table.filter(pl.col("detector") == detector)
+    parts = [
+        f"{row['language']} {row['type']}: N = {row['top_n']}, median layer {row['median_layer']:.0f}"
+        for row in rows.iter_rows(named=True)
+    ]
+    return "This run: " + "; ".join(parts) + "."
+
+
+def gap_measured(table: pl.DataFrame, prefix: str) -> str:
+    normal = table.filter(pl.col("group") == "normal")
+    parts = [
+        f"{row['language']}: parallel {row[prefix + 'parallel']:.3f} vs non-parallel {row[prefix + 'non_parallel']:.3f}"
+        for row in normal.iter_rows(named=True)
+    ]
+    return "This run, normal condition, averaged over layers: " + "; ".join(parts) + "."
+
+
+def language_space_measured(table: pl.DataFrame) -> str:
+    parts = [
+        f"{row['condition']}: first layer {row['first_layer']:.3f}, middle {row['middle_layer']:.3f}, "
+        f"last {row['last_layer']:.3f} (highest at layer {row['peak_layer']})"
+        for row in table.iter_rows(named=True)
+    ]
+    return "This run, mean cosine between different languages' centroids: " + "; ".join(parts) + "."
+
+
+def attention_measured(table: pl.DataFrame) -> str:
+    parts = [
+        f"{row['condition']}: mean JS {row['mean_js']:.4f}, max {row['max_js']:.4f} (layer {row['max_layer']})"
+        for row in table.iter_rows(named=True)
+    ]
+    return "This run, over layers, heads and languages: " + "; ".join(parts) + "."
+
+
+def agreement_measured(table: pl.DataFrame) -> str:
+    parts = [
+        f"{row['type']}: {row['shared_share']:.2f} of the centroid detector's top-N"
+        for row in table.iter_rows(named=True)
+    ]
+    return "This run, share also found by the correlation detector: " + "; ".join(parts) + "."
+
+
+def dose_measured(table: pl.DataFrame, knn_metric: str) -> str:
+    largest = table.filter(pl.col("top_n") == pl.col("top_n").max().over("language", "neuron_type"))
+    means = largest.group_by("neuron_type", "kind").agg(pl.col(knn_metric).mean(), pl.col("top_n").first())
+    parts = [
+        f"{row['neuron_type']} {row['kind']} at N = {row['top_n']}: {row[knn_metric]:.3f}"
+        for row in means.sort("neuron_type", "kind").iter_rows(named=True)
+    ]
+    return f"This run, {knn_metric} averaged over layers and languages: " + "; ".join(parts) + "."
+
+
+def pca_measured(projection: pl.DataFrame) -> str:
+    counts = projection.group_by("language").len().sort("language")
+    listed = ", ".join(f"{lang} {n}" for lang, n in counts.iter_rows())
+    layers = ", ".join(str(layer) for layer in sorted(projection["layer"].unique()))
+    return f"This run: layers {layers}; points per language over all layers: {listed}."
+
+
+def measured_texts(tables: Mapping[str, pl.DataFrame], knn_metric: str) -> dict[str, tuple[str, str]]:
+    """Figure name -> (sentence with this run's numbers, HTML table)."""
+    alignment = tables["alignment_summary"]
+    texts = {
+        "qa_f1": (qa_measured(tables["qa_summary"]), _table_html(tables["qa_summary"])),
+        "knn_alignment": (layer_mean_measured(alignment, knn_metric), _table_html(alignment)),
+        "state_similarity": (gap_measured(alignment, "state_cosine_"), ""),
+        "activation_similarity": (gap_measured(alignment, "activation_cosine_"), ""),
+        "language_space": (language_space_measured(tables["language_space_summary"]), ""),
+        "language_pca": (pca_measured(tables["language_pca"]), ""),
+        "specificity": (
+            specificity_measured(tables["specificity_summary"]),
+            _table_html(tables["specificity_summary"]),
+        ),
+        "attention_shift": (attention_measured(tables["attention_summary"]), ""),
+        "attention_example": ("", ""),
+        "dose_response": (dose_measured(tables["dose_summary"], knn_metric), _table_html(tables["dose_summary"])),
+    }
+    if "agreement_summary" in tables:
+        texts["detector_agreement"] = (agreement_measured(tables["agreement_summary"]), "")
+    return texts
+
+
+def model_sections(
+    figures: list[Path], tables: Mapping[str, pl.DataFrame], report_dir: Path, knn_metric: str
+) -> list[str]:
+    """HTML sections for one model: every figure with its caption and this run's numbers."""
+    measured = measured_texts(tables, knn_metric)
+    sections = []
+    for png in figures:
+        name, group = Path(png).stem, Path(png).parent.name
+        if name in ("layer_distribution", "score_profile"):
+            text, table = detection_measured(tables["detection_summary"], group), ""
+        else:
+            text, table = measured.get(name, ("", ""))
+        sections.append(figure_section(name, Path(png), report_dir, text, table, group=group))
+    return sections
 
 
 def specificity_measured(summary: pl.DataFrame) -> str:
@@ -112,47 +212,3 @@ def write_report(
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>",
         encoding="utf-8",
     )
-
-
-def table_section(frame: pl.DataFrame) -> str:
-    return _table_html(frame)
-
-
-def summary_tables(results: Mapping[str, list[str]], *, main_label: str, resamples: int) -> dict[str, pl.DataFrame]:
-    """The report's tables, from the evaluation results of one model."""
-    from transfer_neurons import summaries
-
-    def read(kind: str) -> pl.DataFrame:
-        return pl.concat([pl.read_parquet(path) for path in results[kind]], how="diagonal_relaxed")
-
-    by_group = summaries.metric_by_group(read("states"), main_label)
-    knn_metric = sorted(metric for metric in by_group["metric"].unique() if metric.startswith("mutual_knn"))[0]
-    alignment = summaries.layer_mean(by_group, knn_metric).join(
-        summaries.layer_mean(by_group, "state_cosine_parallel"), on=["model", "language", "group"]
-    )
-    return {
-        "qa_summary": summaries.qa_summary(read("qa"), main_label, resamples),
-        "alignment_summary": alignment,
-        "specificity_summary": summaries.specificity_summary(read("specificity")),
-    }
-
-
-def model_sections(figures: Mapping[str, Path], tables: Mapping[str, pl.DataFrame], report_dir: Path) -> list[str]:
-    """HTML sections for one model: detection figures, then every evaluation figure with numbers."""
-    alignment = tables["alignment_summary"]
-    knn_metric = next(column for column in alignment.columns if column.startswith("mutual_knn"))
-    measured = {
-        "qa_f1": (qa_measured(tables["qa_summary"]), _table_html(tables["qa_summary"])),
-        "knn_alignment": (layer_mean_measured(alignment, knn_metric), _table_html(alignment)),
-        "state_similarity": (layer_mean_measured(alignment, "state_cosine_parallel"), ""),
-        "specificity": (
-            specificity_measured(tables["specificity_summary"]),
-            _table_html(tables["specificity_summary"]),
-        ),
-    }
-    sections = []
-    for png in figures:
-        figure_name = Path(png).stem
-        text, table = measured.get(figure_name, ("", ""))
-        sections.append(figure_section(figure_name, Path(png), report_dir, text, table, group=Path(png).parent.name))
-    return sections
