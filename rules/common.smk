@@ -5,8 +5,7 @@ from snakemake.utils import validate
 
 # The package lives in src/; putting it on the path lets the workflow run without installing it.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from transfer_neurons.evaluation_figures import FIGURE_INPUTS  # noqa: E402
-from transfer_neurons.report_tables import REPORT_TABLES  # noqa: E402
+from transfer_neurons.outputs import FIGURE_INPUTS, REPORT_TABLES  # noqa: E402
 from transfer_neurons.languages import language  # noqa: E402
 
 validate(config, schema="../config/schema.yaml")

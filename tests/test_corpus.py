@@ -127,3 +127,18 @@ def test_hub_loader_reads_tatoeba_layout_from_local_files(tmp_path):
     assert pairs.height == 22
     prepared = prepare_corpus({"hub": {"dataset": str(data_dir)}}, "en", "ja", test_percent=50)
     assert set(prepared["split"]) == {"train", "test"}
+
+
+def test_hub_loader_maps_named_columns_to_language_codes(tmp_path):
+    """sentence-transformers' Tatoeba layout: flat ``english`` / ``non_english`` columns."""
+    data_dir = tmp_path / "st-tatoeba"
+    data_dir.mkdir()
+    english = [f"I see {i} birds." for i in range(5)]
+    japanese = [f"鳥が{i}羽見えます。" for i in range(5)]
+    pl.DataFrame({"english": english, "non_english": japanese}).write_parquet(data_dir / "train-00000.parquet")
+    pairs = load_hub_pairs(
+        str(data_dir), "en", "ja", split="train", translation_field=None,
+        columns={"english": "en", "non_english": "ja"},
+    )  # fmt: skip
+    assert pairs["pivot_text"].to_list() == english
+    assert pairs["target_text"].to_list() == japanese

@@ -70,8 +70,9 @@ def write_config(workdir: Path, config: dict) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [
+def snakemake_command(workdir: Path, *arguments: str) -> list[str]:
+    """The command line that runs the repository's Snakefile on ``workdir``."""
+    return [
         sys.executable, "-m", "snakemake",
         "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir),
@@ -79,8 +80,15 @@ def snakemake(workdir: Path, *arguments: str, check: bool = True) -> subprocess.
         "--cores", "2",
         *arguments,
     ]  # fmt: skip
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=workdir)
+
+
+def snakemake_environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def snakemake(workdir: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = snakemake_command(workdir, *arguments)
+    result = subprocess.run(command, capture_output=True, text=True, env=snakemake_environment(), cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(arguments)} failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -178,8 +178,11 @@ def load_hub_pairs(
     revision: str | None = None,
     translation_field: str | None = "translation",
     trust_remote_code: bool = False,
+    columns: dict[str, str] | None = None,
 ) -> pl.DataFrame:
     """Load pairs with ``datasets.load_dataset`` (Tatoeba-style ``translation`` dicts or flat columns).
+
+    ``columns`` renames dataset columns to language codes, e.g. ``{"english": "en", "non_english": "ja"}``.
 
     Exact duplicate sentences, common in Tatoeba, are dropped (first kept) with a logged count.
     """
@@ -194,6 +197,9 @@ def load_hub_pairs(
     dropped = 0
     for index, record in enumerate(table):
         values = record[translation_field] if translation_field else record
+        if columns:
+            # Datasets such as sentence-transformers' Tatoeba name columns "english"/"non_english".
+            values = {columns.get(key, key): value for key, value in values.items()}
         texts = (values.get(pivot), values.get(target))
         if any(isinstance(text, str) and text.strip() in seen for text in texts):
             dropped += 1

@@ -1,8 +1,4 @@
-"""Which tables each evaluation figure reads, how they are prepared, and how it is drawn.
-
-``FIGURE_INPUTS`` is the registry the Snakemake rules read to wire a figure's inputs, so
-adding a figure means one entry here and one chart function.
-"""
+"""How each evaluation figure's tables are prepared and drawn (inputs: ``outputs.FIGURE_INPUTS``)."""
 
 from __future__ import annotations
 
@@ -13,21 +9,6 @@ import polars as pl
 
 from transfer_neurons import figures_evaluation as charts
 from transfer_neurons import summaries
-
-# Input kinds: the Snakemake rules map each kind to the output of the rule that writes it.
-FIGURE_INPUTS: dict[str, tuple[str, ...]] = {
-    "qa_f1": ("qa",),
-    "knn_alignment": ("states",),
-    "state_similarity": ("states",),
-    "activation_similarity": ("states",),
-    "language_space": ("language_space",),
-    "language_pca": ("language_pca",),
-    "specificity": ("specificity",),
-    "attention_shift": ("attention",),
-    "attention_example": ("attention_example",),
-    "detector_agreement": ("agreement",),
-    "dose_response": ("states", "qa"),
-}
 
 
 def _read(paths: Sequence[str | Path]) -> pl.DataFrame:

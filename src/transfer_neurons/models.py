@@ -104,10 +104,19 @@ def prepare_model(name: str, spec: dict, directory: Path) -> dict:
         gguf_path.unlink()
         location = weights
     manifest = {"name": name, "source": kind, "location": str(Path(location).resolve()), "trust_remote_code": trust}
-    model, _ = load_model_from_manifest(manifest, device="cpu")
-    manifest["facts"] = adapter_for(model).facts.__dict__
+    manifest["facts"] = model_facts(location, trust).__dict__
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def model_facts(location: str | Path, trust_remote_code: bool):
+    """The adapter's facts from the model's config alone: weights stay on disk (meta device)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    return adapter_for(skeleton).facts
 
 
 def load_model_from_manifest(manifest: dict, device: str = "auto", attn_implementation: str | None = None):

@@ -74,19 +74,6 @@ def agreement_summary(agreement: pl.DataFrame, main_label: str) -> pl.DataFrame:
     )
 
 
-REPORT_TABLES = (
-    "detection_summary",
-    "qa_summary",
-    "alignment_summary",
-    "language_space_summary",
-    "language_pca",
-    "specificity_summary",
-    "attention_summary",
-    "dose_summary",
-    "agreement_summary",
-)
-
-
 def all_tables(results: Mapping[str, Sequence[str]], *, main_label: str, knn_metric: str, resamples: int):
     """Every report table of one model, by name."""
     by_group = summaries.metric_by_group(_read(results["states"]), main_label)

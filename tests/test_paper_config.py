@@ -1,0 +1,137 @@
+"""config/paper.yaml is valid and plans the paper's jobs with resources sized for 8B models.
+
+The dry run goes through profiles/slurm, as a cluster run would, and must not need the
+network: model, corpus and QA sources on the hub are only fetched by the jobs themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from tests.workflow_helpers import REPO, snakemake
+from transfer_neurons.outputs import FIGURE_INPUTS
+
+PAPER = REPO / "config" / "paper.yaml"
+PROFILE = REPO / "profiles" / "slurm"
+MODELS, LANGUAGES, DETECTORS, SPLITS = 3, 4, 2, 2
+PAPER_LANGUAGES = ["ja", "nl", "ko", "it"]
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+# Jobs per rule for 3 models x 4 languages x 2 detectors (both detectors: every figure).
+EXPECTED_JOBS = {
+    "prepare_model": MODELS,
+    "prepare_corpus": LANGUAGES,
+    "dump_activations": MODELS * LANGUAGES * SPLITS,
+    "centroids": MODELS * LANGUAGES,
+    "score_neurons": MODELS * DETECTORS * LANGUAGES,
+    "figure_layer_distribution": MODELS * DETECTORS,
+    "figure_score_profile": MODELS * DETECTORS,
+    "conditions": MODELS * LANGUAGES,
+    "evaluate_states": MODELS * LANGUAGES,
+    "evaluate_qa": MODELS * LANGUAGES,
+    "evaluate_attention": MODELS * LANGUAGES,
+    "language_space": MODELS,
+    "language_specificity": MODELS,
+    "detector_agreement": MODELS,
+    "figure_evaluation": MODELS * len(FIGURE_INPUTS),
+    "summary_tables": MODELS,
+    "report_html": 1,
+    "all": 1,
+}
+# Rules that run a model forward pass: one GPU each. Every other rule asks for none.
+GPU_RULES = {"dump_activations", "evaluate_states", "evaluate_qa", "evaluate_attention"}
+# Rules that hold a whole model in host memory (prepare_model reads it on the CPU).
+MODEL_MEMORY_RULES = GPU_RULES | {"prepare_model", "centroids", "score_neurons"}
+BF16_8B_MB = 8e9 * 2 / 1e6  # the weights alone
+
+# Any HTTP(S) request fails at once instead of reaching the hub.
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+}
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return yaml.safe_load(PAPER.read_text())
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory) -> str:
+    """Output of the documented command, run in a directory laid out like the repository."""
+    workdir = tmp_path_factory.mktemp("paper")
+    (workdir / "config").symlink_to(REPO / "config")  # the Snakefile's own configfile
+    (workdir / "config.yaml").symlink_to(PAPER)  # what workflow_helpers passes as --configfile
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in OFFLINE.items():
+            patch.setenv(name, value)
+        result = snakemake(workdir, "--dry-run", "--replace-workflow-config", "--profile", str(PROFILE))
+    return result.stdout + result.stderr
+
+
+def job_counts(text: str) -> dict[str, int]:
+    table = text.rsplit("Job stats:", 1)[1].split("total", 1)[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE)}
+
+
+def job_resources(text: str) -> dict[str, list[dict[str, str]]]:
+    """Rule -> the resources of each of its planned jobs."""
+    resources = defaultdict(list)
+    for rule, block in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?:\n\n|\Z)", text, flags=re.MULTILINE | re.DOTALL):
+        line = re.search(r"^\s+resources: (.+)$", block, flags=re.MULTILINE)
+        resources[rule].append(dict(item.split("=", 1) for item in line.group(1).split(", ")) if line else {})
+    return resources
+
+
+def test_paper_config_is_valid_against_the_schema(paper):
+    validate(paper, str(REPO / "config" / "schema.yaml"))
+
+
+def test_paper_config_pins_hub_models_and_data(paper):
+    assert len(paper["models"]) == MODELS
+    for spec in paper["models"].values():
+        assert COMMIT.fullmatch(spec["hub"]["revision"]) or spec["hub"]["revision"] == "main"
+    assert paper["languages"] == PAPER_LANGUAGES
+    for lang in PAPER_LANGUAGES:
+        hub = paper["corpus"]["sources"][lang]["hub"]
+        assert hub["revision"], f"corpus source {lang} is not pinned"
+    assert paper["corpus"]["max_train"] == paper["corpus"]["max_test"] == 1000
+    assert "hub" in paper["evaluation"]["qa"]["source"]
+
+
+def test_paper_config_follows_the_paper(paper):
+    assert paper["detection"]["top_n"] == 1000
+    assert paper["detection"]["type1_fraction"] == 0.625  # layers 0-19 of 32
+    assert paper["resources"]["gpus"] == 1
+    assert paper["resources"]["model_mem_mb"] >= BF16_8B_MB
+
+
+def test_dry_run_plans_every_job_of_three_models_and_four_languages(dry_run):
+    assert job_counts(dry_run) == EXPECTED_JOBS
+
+
+def test_model_rules_ask_for_a_gpu_and_memory_for_8b(dry_run, paper):
+    resources = job_resources(dry_run)
+    memory = str(paper["resources"]["model_mem_mb"])
+    for rule in GPU_RULES:
+        assert {job.get("gpu") for job in resources[rule]} == {"1"}, rule
+    for rule in MODEL_MEMORY_RULES:
+        assert {job.get("mem_mb") for job in resources[rule]} == {memory}, rule
+    for rule in set(resources) - GPU_RULES:
+        assert {job.get("gpu", "0") for job in resources[rule]} == {"0"}, f"{rule} asks for a GPU"
+
+
+def test_every_cluster_job_has_memory_and_runtime(dry_run):
+    # The SLURM plugin submits without --mem or -t otherwise, and sites' defaults are small.
+    for rule, jobs in job_resources(dry_run).items():
+        if rule != "all":
+            assert all("mem_mb" in job and "runtime" in job for job in jobs), rule
