@@ -83,3 +83,16 @@ def test_paper_fraction_resolves_to_paper_n_at_paper_scale():
     assert resolve_top_n(1000, 50) == 50
     with pytest.raises(ValueError, match="paper_fraction"):
         resolve_top_n("most", 10)
+
+
+def test_several_centroids_at_once_equal_one_at_a_time():
+    rng = np.random.default_rng(4)
+    residual, activations = rng.normal(size=(40, 8)), rng.normal(size=(40, 12))
+    writes, centroids = rng.normal(size=(12, 8)), rng.normal(size=(2, 8))
+    together = centroid_scores(residual, activations, writes, centroids)
+    for index, centroid in enumerate(centroids):
+        np.testing.assert_allclose(together[index], centroid_scores(residual, activations, writes, centroid), atol=1e-6)
+    correlated = correlation_scores(residual, residual + activations @ writes, activations, centroids)
+    np.testing.assert_allclose(
+        correlated[1], correlation_scores(residual, residual + activations @ writes, activations, centroids[1])
+    )

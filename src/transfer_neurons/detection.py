@@ -64,8 +64,9 @@ def score_layers(adapter, target_dump: Dump, centroids: dict[str, np.ndarray], d
             "activations": target_dump.effective_activations(layer),
             "write_vectors": adapter.write_vectors(layer).cpu().numpy(),
         }
-        for neuron_type in NEURON_TYPES:
-            values = score({**inputs, "centroid": centroids[neuron_type][layer]})
+        # Both centroid types at once: they share the layer's moved norms.
+        both = score({**inputs, "centroids": np.stack([centroids[kind][layer] for kind in NEURON_TYPES])})
+        for neuron_type, values in zip(NEURON_TYPES, both, strict=True):
             frames.append(
                 pl.DataFrame(
                     {

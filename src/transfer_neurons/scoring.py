@@ -28,55 +28,71 @@ def _cosine_to(vectors: np.ndarray, direction: np.ndarray) -> np.ndarray:
 
 
 def centroid_scores(
-    residual: np.ndarray, activations: np.ndarray, write_vectors: np.ndarray, centroid: np.ndarray
+    residual: np.ndarray, activations: np.ndarray, write_vectors: np.ndarray, centroids: np.ndarray
 ) -> np.ndarray:
-    """Closed-form centroid scores.
+    """Closed-form centroid scores of every neuron of one layer.
 
-    residual [S, d] (pre-MLP), activations [S, n] (effective), write_vectors [n, d], centroid [d] -> [n].
+    residual [S, d] (pre-MLP), activations [S, n] (effective), write_vectors [n, d],
+    centroids [d] or [k, d] -> scores [n] or [k, n] (float64).
+
+    The moved norm ``|r + a v|`` does not depend on the centroid, so it is computed once
+    and shared by every centroid; per centroid only dot products remain. Element-wise work
+    is float32, sums are float64.
     """
-    residual = residual.astype(np.float64)
-    write_vectors = write_vectors.astype(np.float64)
-    centroid = centroid.astype(np.float64)
-    centroid_norm = np.linalg.norm(centroid)
-    write_dot_centroid = write_vectors @ centroid  # [n]
+    single = centroids.ndim == 1
+    centroids = np.atleast_2d(centroids).astype(np.float32)
+    write_vectors = write_vectors.astype(np.float32)
     write_norm_sq = np.einsum("nd,nd->n", write_vectors, write_vectors)  # [n]
-    total = np.zeros(write_vectors.shape[0])
+    write_dot_centroids = centroids @ write_vectors.T  # [k, n]
+    centroid_norms = np.linalg.norm(centroids.astype(np.float64), axis=1)  # [k]
+    totals = np.zeros((len(centroids), write_vectors.shape[0]))
     for start in range(0, residual.shape[0], SENTENCE_CHUNK):
-        r = residual[start : start + SENTENCE_CHUNK]
-        a = activations[start : start + SENTENCE_CHUNK].astype(np.float64)
-        r_dot_centroid = r @ centroid  # [s]
+        r = residual[start : start + SENTENCE_CHUNK].astype(np.float32)
+        a = activations[start : start + SENTENCE_CHUNK].astype(np.float32)
         r_norm_sq = np.einsum("sd,sd->s", r, r)  # [s]
         r_dot_write = r @ write_vectors.T  # [s, n], the one matmul
-        numerator = r_dot_centroid[:, None] + a * write_dot_centroid[None, :]
-        moved_norm = np.sqrt(np.maximum(r_norm_sq[:, None] + 2 * a * r_dot_write + a**2 * write_norm_sq[None, :], 0))
-        moved = numerator / np.maximum(moved_norm * centroid_norm, 1e-30)
-        before = r_dot_centroid / np.maximum(np.sqrt(r_norm_sq) * centroid_norm, 1e-30)
-        total += (moved - before[:, None]).sum(axis=0)
-    return total / residual.shape[0]
+        moved_norm_sq = r_norm_sq[:, None] + a * (2 * r_dot_write + a * write_norm_sq[None, :])
+        inverse_moved_norm = 1 / np.sqrt(np.maximum(moved_norm_sq, 1e-30))  # [s, n]
+        inverse_norm = 1 / np.sqrt(np.maximum(r_norm_sq, 1e-30))  # [s]
+        r_dot_centroids = r @ centroids.T  # [s, k]
+        for index in range(len(centroids)):
+            r_dot_c = r_dot_centroids[:, index]
+            moved = (r_dot_c[:, None] + a * write_dot_centroids[index][None, :]) * inverse_moved_norm
+            change = moved - (r_dot_c * inverse_norm)[:, None]
+            totals[index] += change.sum(axis=0, dtype=np.float64)
+    scores = totals / (residual.shape[0] * centroid_norms[:, None])
+    return scores[0] if single else scores
 
 
 def correlation_scores(
-    residual: np.ndarray, layer_output: np.ndarray, activations: np.ndarray, centroid: np.ndarray
+    residual: np.ndarray, layer_output: np.ndarray, activations: np.ndarray, centroids: np.ndarray
 ) -> np.ndarray:
-    """Pearson r between activations [S, n] and cos(out, c) - cos(r, c) over sentences -> [n].
+    """Pearson r between activations [S, n] and cos(out, c) - cos(r, c) over sentences.
 
-    Neurons that never vary get 0.
+    centroids [d] or [k, d] -> [n] or [k, n]. Neurons that never vary get 0.
     """
-    change = _cosine_to(layer_output.astype(np.float64), centroid) - _cosine_to(residual.astype(np.float64), centroid)
+    single = centroids.ndim == 1
     acts = activations.astype(np.float64)
     acts_centered = acts - acts.mean(axis=0)
-    change_centered = change - change.mean()
-    covariance = acts_centered.T @ change_centered
-    spread = np.sqrt((acts_centered**2).sum(axis=0) * (change_centered**2).sum())
-    return np.where(spread > 0, covariance / np.where(spread > 0, spread, 1), 0.0)
+    acts_spread = (acts_centered**2).sum(axis=0)
+    results = []
+    for centroid in np.atleast_2d(centroids).astype(np.float64):
+        change = _cosine_to(layer_output.astype(np.float64), centroid) - _cosine_to(
+            residual.astype(np.float64), centroid
+        )
+        change_centered = change - change.mean()
+        covariance = acts_centered.T @ change_centered
+        spread = np.sqrt(acts_spread * (change_centered**2).sum())
+        results.append(np.where(spread > 0, covariance / np.where(spread > 0, spread, 1), 0.0))
+    return results[0] if single else np.stack(results)
 
 
 DETECTORS: dict[str, Callable[..., np.ndarray]] = {
     "centroid": lambda layer: centroid_scores(
-        layer["residual_pre_mlp"], layer["activations"], layer["write_vectors"], layer["centroid"]
+        layer["residual_pre_mlp"], layer["activations"], layer["write_vectors"], layer["centroids"]
     ),
     "correlation": lambda layer: correlation_scores(
-        layer["residual_pre_mlp"], layer["layer_output"], layer["activations"], layer["centroid"]
+        layer["residual_pre_mlp"], layer["layer_output"], layer["activations"], layer["centroids"]
     ),
 }
 

@@ -12,30 +12,49 @@ from pathlib import Path
 import numpy as np
 
 
+class _BlockFile:
+    """A pre-allocated .npy file [layer, row, feature] filled by plain writes at row offsets.
+
+    Plain writes rather than a writable memmap: written pages then belong to the page cache,
+    not to the process, so resident memory stays one batch whatever the number of rows.
+    """
+
+    def __init__(self, path: Path, dtype, shape: tuple[int, ...]) -> None:
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        self.offset, self.dtype, self.shape = header.offset, np.dtype(dtype), shape
+        del header  # only created the header and a sparse file of the final size
+        self.stream = open(path, "r+b")  # closed in close()
+
+    def write_rows(self, start: int, block: np.ndarray) -> None:
+        """Write ``block`` [layer, batch, ...] at rows ``start:start+batch`` of every layer."""
+        n_rows = self.shape[1]
+        row_bytes = int(np.prod(self.shape[2:], dtype=np.int64)) * self.dtype.itemsize
+        for layer, rows in enumerate(np.ascontiguousarray(block, dtype=self.dtype)):
+            self.stream.seek(self.offset + (layer * n_rows + start) * row_bytes)
+            self.stream.write(rows.tobytes())
+
+    def close(self) -> None:
+        self.stream.close()
+
+
 class ScaledArrayWriter:
-    """Pre-allocated on-disk array filled in row slices; memory stays one batch."""
+    """Float16 values and float32 scales, written batch by batch; memory stays one batch."""
 
     def __init__(self, directory: Path, name: str, n_layers: int, n_rows: int, n_features: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.values = np.lib.format.open_memmap(
-            directory / f"{name}.npy", mode="w+", dtype=np.float16, shape=(n_layers, n_rows, n_features)
-        )
-        self.scales = np.lib.format.open_memmap(
-            directory / f"{name}.scale.npy", mode="w+", dtype=np.float32, shape=(n_layers, n_rows)
-        )
+        self.values = _BlockFile(directory / f"{name}.npy", np.float16, (n_layers, n_rows, n_features))
+        self.scales = _BlockFile(directory / f"{name}.scale.npy", np.float32, (n_layers, n_rows))
 
     def write(self, start: int, block: np.ndarray) -> None:
         """Write ``block`` [layer, batch, feature] (float32) at rows ``start:start+batch``."""
         scale = np.abs(block).max(axis=-1)
         scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        stop = start + block.shape[1]
-        self.values[:, start:stop] = (block / scale[..., None]).astype(np.float16)
-        self.scales[:, start:stop] = scale
+        self.values.write_rows(start, block / scale[..., None])
+        self.scales.write_rows(start, scale)
 
     def close(self) -> None:
-        self.values.flush()
-        self.scales.flush()
-        del self.values, self.scales
+        self.values.close()
+        self.scales.close()
 
 
 def read_scaled(directory: Path, name: str, layer: int | None = None) -> np.ndarray:
@@ -48,17 +67,14 @@ def read_scaled(directory: Path, name: str, layer: int | None = None) -> np.ndar
 
 
 class PlainArrayWriter:
-    """Pre-allocated float32 on-disk array [layer, row] for per-token scalars."""
+    """Float32 on-disk array [layer, row] for per-token scalars, written batch by batch."""
 
     def __init__(self, directory: Path, name: str, n_layers: int, n_rows: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.values = np.lib.format.open_memmap(
-            directory / f"{name}.npy", mode="w+", dtype=np.float32, shape=(n_layers, n_rows)
-        )
+        self.values = _BlockFile(directory / f"{name}.npy", np.float32, (n_layers, n_rows))
 
     def write(self, start: int, block: np.ndarray) -> None:
-        self.values[:, start : start + block.shape[1]] = block
+        self.values.write_rows(start, block)
 
     def close(self) -> None:
-        self.values.flush()
-        del self.values
+        self.values.close()
