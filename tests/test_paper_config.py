@@ -86,7 +86,8 @@ def job_counts(text: str) -> dict[str, int]:
 def job_resources(text: str) -> dict[str, list[dict[str, str]]]:
     """Rule -> the resources of each of its planned jobs."""
     resources = defaultdict(list)
-    for rule, block in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?:\n\n|\Z)", text, flags=re.MULTILINE | re.DOTALL):
+    # A job's block is its indented lines; the next unindented line (a date, a rule) ends it.
+    for rule, block in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=^\S|\Z)", text, flags=re.MULTILINE | re.DOTALL):
         line = re.search(r"^\s+resources: (.+)$", block, flags=re.MULTILINE)
         resources[rule].append(dict(item.split("=", 1) for item in line.group(1).split(", ")) if line else {})
     return resources
