@@ -1,0 +1,92 @@
+"""Benchmark inputs: the built-in corpus and QA questions, and the model under test."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.settings import CORPUS_DIR, QA_PATH, Settings
+from transfer_neurons.adapters import FamilyAdapter
+from transfer_neurons.corpus import load_file_pairs
+from transfer_neurons.models import load_model
+
+PIVOT = "en"
+BUILTIN_LANGUAGES = ("ja", "nl", "ko", "it")
+
+
+@dataclass
+class Bench:
+    """The model under test and the run's settings, shared by every case."""
+
+    settings: Settings
+    manifest: Path
+    device_name: str
+    model: torch.nn.Module
+    tokenizer: object
+    adapter: FamilyAdapter
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def load_bench(manifest: Path, device: str, settings: Settings) -> Bench:
+    model, tokenizer, adapter = load_model(manifest, device)
+    return Bench(settings, Path(manifest), device, model, tokenizer, adapter)
+
+
+def corpus_pairs(language: str, n_pairs: int, corpus_dir: Path = CORPUS_DIR) -> tuple[list[str], list[str]]:
+    """The first ``n_pairs`` (English, L2) sentences of a built-in corpus, as two lists."""
+    pairs = load_file_pairs(corpus_dir / f"{PIVOT}-{language}.tsv", PIVOT, language).head(n_pairs)
+    if pairs.height < n_pairs:
+        raise ValueError(f"the built-in {language} corpus has {pairs.height} pairs, fewer than {n_pairs}")
+    return pairs["pivot_text"].to_list(), pairs["target_text"].to_list()
+
+
+def sentence_pool(corpus_dir: Path = CORPUS_DIR) -> list[str]:
+    """Every distinct built-in sentence, English and the four L2s interleaved so any prefix mixes scripts."""
+    columns: list[list[str]] = []
+    for language in BUILTIN_LANGUAGES:
+        pivot, target = _all_pairs(language, corpus_dir)
+        if not columns:
+            columns.append(pivot)  # the English side is the same in every built-in file
+        columns.append(target)
+    interleaved = [text for row in itertools.zip_longest(*columns) for text in row if text is not None]
+    return list(dict.fromkeys(interleaved))
+
+
+def _all_pairs(language: str, corpus_dir: Path) -> tuple[list[str], list[str]]:
+    pairs = load_file_pairs(corpus_dir / f"{PIVOT}-{language}.tsv", PIVOT, language)
+    return pairs["pivot_text"].to_list(), pairs["target_text"].to_list()
+
+
+def cycled(pool: list[str], n: int) -> list[str]:
+    """The first ``n`` items of ``pool`` repeated as often as needed."""
+    return list(itertools.islice(itertools.cycle(pool), n))
+
+
+def qa_prompts(n: int, qa_path: Path = QA_PATH) -> list[str]:
+    """``n`` short QA prompts, the questions' languages taken in turn (en, ja, nl, ko, it, en, ...)."""
+    records = [json.loads(line) for line in qa_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    languages = (PIVOT, *BUILTIN_LANGUAGES)
+    prompts = []
+    for index in range(n):
+        record = records[index % len(records)]
+        question = record["queries"][languages[index % len(languages)]]
+        prompts.append(f"Q: {question}\nA:")
+    return prompts
+
+
+def token_counts(tokenizer, sentences: list[str], batch_size: int, max_tokens: int) -> dict[str, float]:
+    """Mean real and mean padded tokens per sentence when batched as the workflow batches them."""
+    lengths = np.array([min(len(ids), max_tokens) for ids in tokenizer(list(sentences))["input_ids"]])
+    # Left padding makes every row of a batch as long as its longest sentence.
+    padded = sum(
+        chunk.max() * len(chunk) for chunk in np.array_split(lengths, range(batch_size, len(lengths), batch_size))
+    )
+    return {"real": float(lengths.mean()), "padded": float(padded / len(lengths))}

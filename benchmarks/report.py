@@ -1,0 +1,443 @@
+"""The report: a JSON of every number and a Markdown page rendered from that JSON alone.
+
+python -m benchmarks.report reports/benchmarks.json   # re-render the Markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.timing import Timing
+
+
+def jsonable(value):
+    """Timings, dataclasses and numpy scalars as plain JSON values (dict keys as strings)."""
+    if isinstance(value, Timing):
+        return jsonable(value.as_dict())
+    if dataclasses.is_dataclass(value):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+
+def number(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def seconds(timing: dict) -> str:
+    """``median (min–max) s`` of a timing dict."""
+    return f"{number(timing['median'])} s ({number(timing['minimum'])}–{number(timing['maximum'])})"
+
+
+def duration(value: float) -> str:
+    """Seconds as s, min or h, whichever reads best."""
+    if value < 120:
+        return f"{number(value)} s"
+    if value < 2 * 3600:
+        return f"{number(value / 60)} min"
+    return f"{number(value / 3600)} h"
+
+
+def verdict(met: bool | None) -> str:
+    return "—" if met is None else ("yes" if met else "**no**")
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+def header_section(results: dict) -> list[str]:
+    machine, settings = results["machine"], results["settings"]
+    probes = results["speed_probe"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `{results['command']}` on {machine['date']}; written by the runner, do not edit by hand.",
+        f"Times are median (min–max) over repeated runs: {settings['repeats_fast']} for fast cases, "
+        f"{settings['repeats_slow']} for slow ones; alternatives are run alternately in each round.",
+        "",
+    ]
+    loads = [probes["start"]["load_average_1min"], probes["end"]["load_average_1min"]]
+    for case in results["case_conditions"].values():
+        loads += [case["load_average_start"], case["load_average_end"]]
+    busiest = max(loads)
+    if busiest > machine["cpu_cores"] + 0.5:
+        lines.append(
+            f"**The machine was shared during this run** (load average up to {number(busiest)} on "
+            f"{machine['cpu_cores']} cores): other processes competed for the CPU, so spreads are wide and "
+            "absolute times pessimistic; ratios suffer less, as contenders alternate within each round, but are not "
+            "immune: compare runs made on a quiet machine."
+        )
+    lines += ["", "## Machine", ""]
+    rows = [[key, machine[key]] for key in machine if machine[key] is not None]
+    facts = results["model"]["facts"]
+    rows.append(
+        [
+            "model",
+            f"{results['model']['name']}: {facts['family']}, {facts['n_layers']} layers, d_model {facts['d_model']}, "
+            f"{facts['d_mlp']} neurons per layer",
+        ]
+    )
+    rows.append(
+        [
+            "speed probe (start → end)",
+            f"matmul {number(probes['start']['matmul_gflops'])} → {number(probes['end']['matmul_gflops'])} GFLOP/s; "
+            f"memory copy {number(probes['start']['memory_copy_gbps'])} → "
+            f"{number(probes['end']['memory_copy_gbps'])} GB/s; 1-min load average "
+            f"{number(probes['start']['load_average_1min'])} → {number(probes['end']['load_average_1min'])} "
+            f"on {machine['cpu_cores']} cores",
+        ]
+    )
+    return [*lines, *table(["", ""], rows), ""]
+
+
+def summary_section(cases: dict) -> list[str]:
+    rows = []
+    if "scoring" in cases:
+        maths, end_to_end = cases["scoring"]["maths"], cases["scoring"]["end_to_end"]
+        rows.append(
+            [
+                "1. scoring maths, same activations",
+                f"{number(maths['speedup'])}× faster",
+                "≥ 100×",
+                verdict(maths["met"]),
+            ]
+        )
+        rows.append(
+            [
+                "1. scoring end to end (forward + scoring)",
+                f"{number(end_to_end['speedup'])}× faster",
+                "≥ 5×",
+                verdict(end_to_end["met"]),
+            ]
+        )
+    if "overhead" in cases:
+        overhead = cases["overhead"]
+        rows.append(
+            [
+                "2. detection vs plain forward passes",
+                f"{overhead['overhead']:.2f}×",
+                "≤ 1.25×",
+                verdict(overhead["met"]),
+            ]
+        )
+    if "batching" in cases:
+        forward = cases["batching"]["forward"]
+        largest = max(forward, key=int)
+        gain = forward[largest]["sentences_per_s"]["median"] / forward["1"]["sentences_per_s"]["median"]
+        generation = cases["batching"]["generation"]
+        rows.append(["3. forward, batch " + largest + " vs 1", f"{number(gain)}× the sentences/s", "—", "—"])
+        rows.append(
+            [
+                f"3. QA generation, batch {max(generation['batch_sizes'], key=int)} vs 1",
+                f"{number(generation['speedup'])}× the questions/s",
+                "—",
+                "—",
+            ]
+        )
+    if "memory" in cases:
+        memory = cases["memory"]
+        sizes = [run["sentences"] for run in memory["runs"]]
+        rows.append(
+            [
+                f"4. dump peak RSS, {min(sizes)} → {max(sizes)} sentences",
+                f"max/min {memory['peak_ratio']:.3f}",
+                "≤ 1.10",
+                verdict(memory["met"]),
+            ]
+        )
+    if "scale" in cases:
+        scale = cases["scale"]
+        kind = "measured GPU passes" if scale["gpu_measured"] else "projection"
+        rows.append(
+            [
+                f"5. paper-scale run on one GPU ({kind})",
+                f"{duration(scale['total']['project_s'])} vs {duration(scale['total']['straightforward_s'])} "
+                f"({number(scale['speedup'])}×)",
+                "—",
+                "—",
+            ]
+        )
+    return ["## Summary", "", *table(["Case", "Measured", "Target", "Met"], rows), ""]
+
+
+def scoring_section(case: dict) -> list[str]:
+    maths, end_to_end = case["maths"], case["end_to_end"]
+    shape = case["shape"]
+    splits = end_to_end["splits"]
+    rows = [
+        [
+            "straightforward (paper's procedure)",
+            seconds(maths["timings"]["straightforward"]),
+            seconds(end_to_end["timings"]["straightforward"]),
+            seconds(splits["straightforward"]["forward"]),
+            seconds(splits["straightforward"]["scoring"]),
+        ],
+        [
+            "this project (closed form, batched)",
+            seconds(maths["timings"]["project"]),
+            seconds(end_to_end["timings"]["project"]),
+            seconds(splits["project"]["forward"]),
+            seconds(splits["project"]["scoring"]),
+        ],
+        [
+            "speed-up",
+            f"{number(maths['speedup'])}× (target ≥ 100×)",
+            f"{number(end_to_end['speedup'])}× (target ≥ 5×)",
+            "",
+            "",
+        ],
+    ]
+    return [
+        "## 1. Neuron scoring",
+        "",
+        f"{case['sentences']} built-in {case['language']} sentences; every neuron of all {shape['layers']} layers "
+        f"(d_model {shape['d_model']}, {shape['d_mlp']} neurons per layer) scored against both centroid types.",
+        "",
+        *table(["", "scoring maths", "end to end", "of which forward", "of which scoring"], rows),
+        "",
+        f"- The straightforward procedure (`benchmarks/naive.py`) adds every neuron's `a_i v_i` to the residual as a "
+        f"[{shape['d_mlp']} × {shape['d_model']}] float32 matrix per sentence and layer and takes its cosine to the "
+        "centroids; one batch-1 forward pass per sentence.",
+        f"- Scores agree: largest difference {maths['max_abs_diff']:.1e} on the same activations and "
+        f"{end_to_end['max_abs_diff']:.1e} end to end (batch-1 against batched, left-padded passes); tolerance 1e-4.",
+        f"- The straightforward scoring costs the same for every layer and sentence, so it was timed on layers "
+        f"{', '.join(map(str, maths['straightforward_layers_timed']))} of {shape['layers']} and, end to end, on "
+        f"{end_to_end['straightforward_sentences_timed']} of the {case['sentences']} sentences (one in every "
+        f"{case['sentences'] // end_to_end['straightforward_sentences_timed']}), its times scaled by those shares.",
+        "",
+    ]
+
+
+def overhead_section(case: dict) -> list[str]:
+    splits = case["splits"]
+    rows = [
+        ["plain batched forward passes (no hooks, nothing stored)", seconds(case["timings"]["plain_forward"])],
+        ["detection: dumps + centroids + scoring", seconds(case["timings"]["detection"])],
+        ["— activation dumps (both sides)", seconds(splits["dump"])],
+        ["— centroids", seconds(splits["centroids"])],
+        ["— centroid scoring, every layer", seconds(splits["scoring"])],
+        ["ratio", f"{case['overhead']:.2f}× (target ≤ 1.25×)"],
+    ]
+    profile_rows = [
+        [f"`{row['function']}`", row["calls"], number(row["self_s"]), number(row["cumulative_s"])]
+        for row in case["profile"]
+    ]
+    return [
+        "## 2. Detection overhead",
+        "",
+        f"{case['sentences']} sentences (English and L2 side of the pairs), batch {case['batch_size']}, "
+        f"at most {case['max_tokens']} tokens.",
+        "",
+        *table(["", "time"], rows),
+        "",
+        f"Where detection spends its time (one extra run on {case['profile_sentences']} of the sentences under "
+        "cProfile; self time excludes callees, model forward time is mostly inside `linear`):",
+        "",
+        *table(["function", "calls", "self s", "cumulative s"], profile_rows),
+        "",
+    ]
+
+
+def batching_section(case: dict) -> list[str]:
+    forward_rows = [
+        [
+            batch_size,
+            row["sentences"],
+            seconds(row["timing"]),
+            f"{number(row['sentences_per_s']['median'])} ({number(row['sentences_per_s']['minimum'])}–"
+            f"{number(row['sentences_per_s']['maximum'])})",
+        ]
+        for batch_size, row in case["forward"].items()
+    ]
+    logits = case["logits"]
+    logits_lines = (
+        []
+        if logits is None
+        else [
+            f"Logits at every position (what `model(**inputs)` and the dump compute) against the last position "
+            f"only (`logits_to_keep=1`), batch {logits['batch_size']}, {logits['sentences']} sentences: "
+            f"{seconds(logits['timings']['all_positions'])} against {seconds(logits['timings']['last_position'])}, "
+            f"{number(logits['speedup'])}× faster.",
+            "",
+        ]
+    )
+    generation = case["generation"]
+    generation_rows = [
+        [
+            batch_size,
+            row["questions"],
+            seconds(row["timing"]),
+            f"{number(row['questions_per_s']['median'])} ({number(row['questions_per_s']['minimum'])}–"
+            f"{number(row['questions_per_s']['maximum'])})",
+        ]
+        for batch_size, row in generation["batch_sizes"].items()
+    ]
+    identical = generation["identical_answers"]
+    return [
+        "## 3. Batching",
+        "",
+        "Forward passes over mixed-language built-in sentences (no hooks):",
+        "",
+        *table(["batch size", "sentences", "time", "sentences/s"], forward_rows),
+        "",
+        *logits_lines,
+        f"Greedy QA generation ({generation['max_new_tokens']} new tokens, left padding) on built-in MKQA questions:",
+        "",
+        *table(["batch size", "questions", "time", "questions/s"], generation_rows),
+        "",
+        f"Batched and batch-1 answers were identical for {identical['same']} of {identical['compared']} questions.",
+        "",
+    ]
+
+
+def memory_section(case: dict) -> list[str]:
+    rows = [
+        [
+            run["sentences"],
+            number(run["peak_rss_mib"]),
+            number(run["peak_anon_mib"]),
+            number(run["peak_file_mib"]),
+            number(run["rss_after_model_load_mib"]),
+            number(run["dump_mib"]),
+        ]
+        for run in case["runs"]
+    ]
+    return [
+        "## 4. Memory of the activation dump",
+        "",
+        f"One fresh process per size (`python -m benchmarks.dump_memory`), batch {case['batch_size']}, "
+        f"at most {case['max_tokens']} tokens; sentences cycle the built-in corpus (English and four L2s). MiB:",
+        "",
+        *table(
+            ["sentences", "peak RSS", "peak anonymous", "peak file-backed", "after model load", "dump on disk"], rows
+        ),
+        "",
+        f"Peak RSS max/min: {case['peak_ratio']:.3f} (target ≤ 1.10: {verdict(case['met'])}); "
+        f"anonymous part alone: {case['peak_anon_ratio']:.3f}.",
+        "",
+    ]
+
+
+def scale_section(case: dict) -> list[str]:
+    paper, gpu, measured = case["paper"], case["gpu_assumptions"], case["measured"]
+    rows = [
+        [row["stage"], duration(row["project_s"]), duration(row["straightforward_s"]), row["basis"]]
+        for row in case["rows"]
+    ]
+    rows.append(
+        [
+            "**total**",
+            f"**{duration(case['total']['project_s'])}**",
+            f"**{duration(case['total']['straightforward_s'])}**",
+            f"{number(case['speedup'])}×",
+        ]
+    )
+    closed = measured["closed_form"]
+    label = "measured" if case["gpu_measured"] else "projected"
+    title = f"## 5. Paper-scale run ({label} forward passes)"
+    dims_note = "" if case["probe_dims_are_paper_dims"] else " **(quick run: probe dimensions are not the paper's)**"
+    return [
+        title,
+        "",
+        f"{paper['model']}: {paper['n_layers']} layers, d = {paper['d_model']}, {paper['d_mlp']} neurons per layer; "
+        f"{paper['languages']} languages × {paper['pairs_per_language']} pairs, every layer scored against both "
+        f"centroid types.{dims_note}",
+        "",
+        *table(["stage", "this project", "straightforward", "basis"], rows),
+        "",
+        "Assumptions:",
+        "",
+        f"- GPU: {gpu['name']}; forward passes at {number(gpu['effective_flops'] / 1e12)} TFLOP/s effective, "
+        f"{number(gpu['memory_bandwidth'] / 1e12)} TB/s weight reads, at least {number(gpu['pass_overhead_s'] * 1e3)} "
+        f"ms per pass (eager transformers); {number(gpu['device_to_host'] / 1e9)} GB/s device to host.",
+        f"- Tokens per sentence as this model's tokenizer gives on the built-in corpus: "
+        f"{number(measured['tokens']['real'])} real, {number(measured['tokens']['padded'])} with left padding in "
+        "batches; Llama-3's tokenizer is assumed to give as many.",
+        "- Scoring and storage run on the host CPU in both procedures (the paper's scripts score in numpy); their "
+        "rows use this machine's CPU, measured at the paper's dimensions. A many-core host speeds up the BLAS "
+        "matmul of the closed form, not the single-threaded numpy of either procedure.",
+        "- The straightforward procedure is credited with one forward pass per target sentence for both centroid "
+        "types (the paper runs Type-1 and Type-2 detection separately).",
+        f"- Were the closed form run on the GPU ({number(gpu['scoring_flops'] / 1e12)} TFLOP/s float32 assumed), its "
+        f"scoring row would take {duration(case['project_scoring_on_gpu_s'])} instead.",
+        "",
+        "Measured here:",
+        "",
+        f"- closed-form scoring of one layer at paper dimensions: {number(closed['fixed_s'])} s + "
+        f"{number(closed['per_sentence_s'] * 1e3)} ms per sentence "
+        f"({', '.join(f'{count} sentences: {seconds(timing)}' for count, timing in closed['timings'].items())});",
+        f"- straightforward scoring of one (sentence, layer): {seconds(measured['naive_pair'])};",
+        f"- float16 dump writer {number(measured['storage']['write_bytes_per_s'] / 1e9)} GB/s of float32 states, "
+        f"reader {number(measured['storage']['read_bytes_per_s'] / 1e9)} GB/s;",
+        f"- batched forward passes of the model under test reached "
+        f"{number(measured['this_machine_forward']['flops_per_s'] / 1e9)} GFLOP/s on this machine "
+        f"({number(measured['this_machine_forward']['flops_per_token'] / 1e9)} GFLOP per token).",
+        "",
+    ]
+
+
+SECTIONS = {
+    "scoring": scoring_section,
+    "overhead": overhead_section,
+    "batching": batching_section,
+    "memory": memory_section,
+    "scale": scale_section,
+}
+
+
+def render(results: dict) -> str:
+    """The Markdown report of a results dict (as written to JSON)."""
+    lines = [*header_section(results), *summary_section(results["cases"])]
+    for name, case in results["cases"].items():
+        lines += SECTIONS[name](case)
+    conditions = ", ".join(
+        f"{name} {duration(case['seconds'])} (load {number(case['load_average_start'])} → "
+        f"{number(case['load_average_end'])})"
+        for name, case in results["case_conditions"].items()
+    )
+    lines.append(f"Run time of the whole benchmark: {duration(results['total_seconds'])}; per case: {conditions}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(results: dict, directory: Path) -> tuple[Path, Path]:
+    """Write ``benchmarks.json`` and ``benchmarks.md`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    plain = jsonable(results)
+    json_path, markdown_path = directory / "benchmarks.json", directory / "benchmarks.md"
+    json_path.write_text(json.dumps(plain, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    markdown_path.write_text(render(plain), encoding="utf-8")
+    return json_path, markdown_path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Re-render benchmarks.md from benchmarks.json.")
+    parser.add_argument("json_path", type=Path)
+    args = parser.parse_args(argv)
+    results = json.loads(args.json_path.read_text(encoding="utf-8"))
+    args.json_path.with_suffix(".md").write_text(render(results), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

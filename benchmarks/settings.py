@@ -1,0 +1,98 @@
+"""Sizes and repeat counts of one benchmark run: the full run and the quick smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MANIFEST = REPO / "resources" / "models" / "gemma3-270m" / "manifest.json"
+DEFAULT_OUTPUT_DIR = REPO / "reports"
+CONFIG_PATH = REPO / "config" / "config.yaml"
+CORPUS_DIR = REPO / "data" / "corpus" / "builtin"
+QA_PATH = REPO / "data" / "qa" / "builtin_mkqa.jsonl"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a case needs to know about how big and how often to measure."""
+
+    language: str = "ja"  # the L2 of the scoring and detection cases
+    scoring_sentences: int = 200
+    batch_size: int = 32  # the workflow's runtime.batch_size
+    max_tokens: int = 64  # the workflow's runtime.max_tokens
+    # Batch-1 runs cost the same per input whatever the others are, and they are the slow
+    # ones, so they are timed on a subset: every ``batch1_stride``-th sentence of the
+    # end-to-end scoring case (time scaled by the stride), and rates over fewer inputs.
+    batch1_stride: int = 4
+    # The straightforward scoring costs the same for every layer (same d_mlp x d_model matrix),
+    # so it is timed on every ``naive_layer_stride``-th layer, the last included, and scaled.
+    naive_layer_stride: int = 3
+    profile_pairs: int = 64  # the profiled detection run of the overhead case
+    throughput_batch_sizes: tuple[int, ...] = (1, 8, 32, 64)
+    throughput_sentences: int = 64
+    throughput_batch1_sentences: int = 16
+    qa_questions: int = 32
+    qa_batch1_questions: int = 8
+    qa_batch_size: int = 32
+    qa_new_tokens: int = 16
+    memory_sizes: tuple[int, ...] = (100, 400, 1600)
+    # Paper-scale probe: the closed form is timed at these sentence counts and extrapolated
+    # linearly; the straightforward form at this many (sentence, layer) pairs.
+    scale_probe_sentences: tuple[int, ...] = (32, 128)
+    scale_probe_naive_pairs: int = 3
+    scale_probe_dims: tuple[int, int] | None = None  # (d_model, d_mlp); None = paper dimensions
+    repeats_fast: int = 5
+    repeats_slow: int = 3
+    repeats_memory: int = 1  # peak RSS is deterministic up to a few MB; one process per size
+    quick: bool = False
+
+    def with_repeats(self, repeats: int | None) -> Settings:
+        """Use ``repeats`` for every timed case (the memory case keeps one run per size)."""
+        if repeats is None:
+            return self
+        if repeats < 1:
+            raise ValueError(f"--repeats must be at least 1, got {repeats}")
+        return replace(self, repeats_fast=repeats, repeats_slow=repeats)
+
+
+def configured_runtime(config_path: Path = CONFIG_PATH) -> dict:
+    """The workflow's ``runtime`` section (batch size, max tokens), or {} without a config."""
+    if not config_path.is_file():
+        return {}
+    return (yaml.safe_load(config_path.read_text()) or {}).get("runtime", {})
+
+
+def full_settings() -> Settings:
+    """The default run, using the workflow's configured batch size and token limit."""
+    runtime = configured_runtime()
+    batch_size = int(runtime.get("batch_size", 32))
+    return Settings(batch_size=batch_size, max_tokens=int(runtime.get("max_tokens", 64)), qa_batch_size=batch_size)
+
+
+def quick_settings() -> Settings:
+    """A smoke run that exercises every code path in seconds on a tiny model."""
+    return Settings(
+        scoring_sentences=8,
+        batch1_stride=2,
+        naive_layer_stride=2,
+        profile_pairs=4,
+        batch_size=4,
+        max_tokens=16,
+        throughput_batch_sizes=(1, 4),
+        throughput_sentences=8,
+        throughput_batch1_sentences=4,
+        qa_questions=4,
+        qa_batch1_questions=2,
+        qa_batch_size=4,
+        qa_new_tokens=4,
+        memory_sizes=(4, 8),
+        scale_probe_sentences=(4, 8),
+        scale_probe_naive_pairs=1,
+        scale_probe_dims=(64, 224),
+        repeats_fast=1,
+        repeats_slow=1,
+        quick=True,
+    )
