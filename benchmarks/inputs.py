@@ -42,10 +42,10 @@ def load_bench(manifest: Path, device: str, settings: Settings) -> Bench:
 
 def corpus_pairs(language: str, n_pairs: int, corpus_dir: Path = CORPUS_DIR) -> tuple[list[str], list[str]]:
     """The first ``n_pairs`` (English, L2) sentences of a built-in corpus, as two lists."""
-    pairs = load_file_pairs(corpus_dir / f"{PIVOT}-{language}.tsv", PIVOT, language).head(n_pairs)
-    if pairs.height < n_pairs:
-        raise ValueError(f"the built-in {language} corpus has {pairs.height} pairs, fewer than {n_pairs}")
-    return pairs["pivot_text"].to_list(), pairs["target_text"].to_list()
+    pivot, target = _all_pairs(language, corpus_dir)
+    if len(pivot) < n_pairs:
+        raise ValueError(f"the built-in {language} corpus has {len(pivot)} pairs, fewer than {n_pairs}")
+    return pivot[:n_pairs], target[:n_pairs]
 
 
 def sentence_pool(corpus_dir: Path = CORPUS_DIR) -> list[str]:

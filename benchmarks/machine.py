@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -77,3 +79,18 @@ def speed_probe(repeats: int = 5) -> dict:
         # Runnable processes, ours included: above the core count, others compete for the CPU.
         "load_average_1min": os.getloadavg()[0],
     }
+
+
+def source_state(repo: Path) -> dict:
+    """The commit and a digest of the package's source, to tie numbers to code (and catch edits mid-run)."""
+    digest = hashlib.sha256()
+    for path in sorted((repo / "src").rglob("*.py")):
+        digest.update(path.relative_to(repo).as_posix().encode())
+        digest.update(path.read_bytes())
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {"commit": commit, "src_digest": digest.hexdigest()[:12]}

@@ -89,8 +89,15 @@ def header_section(results: dict) -> list[str]:
             "absolute times pessimistic; ratios suffer less, as contenders alternate within each round, but are not "
             "immune: compare runs made on a quiet machine."
         )
+    source = results["source"]
+    if source["start"]["src_digest"] != source["end"]["src_digest"]:
+        lines.append(
+            f"**The package's source changed during this run** (src digest {source['start']['src_digest']} → "
+            f"{source['end']['src_digest']}): cases may have measured different code; run again."
+        )
     lines += ["", "## Machine", ""]
     rows = [[key, machine[key]] for key in machine if machine[key] is not None]
+    rows.append(["source", f"commit {source['start']['commit']}, src digest {source['start']['src_digest']}"])
     facts = results["model"]["facts"]
     rows.append(
         [
@@ -385,7 +392,8 @@ def scale_section(case: dict) -> list[str]:
         "",
         "Measured here:",
         "",
-        f"- closed-form scoring of one layer at paper dimensions: {number(closed['fixed_s'])} s + "
+        f"- closed-form scoring of one layer, both centroid types, at paper dimensions: "
+        f"{number(closed['fixed_s'])} s + "
         f"{number(closed['per_sentence_s'] * 1e3)} ms per sentence "
         f"({', '.join(f'{count} sentences: {seconds(timing)}' for count, timing in closed['timings'].items())});",
         f"- straightforward scoring of one (sentence, layer): {seconds(measured['naive_pair'])};",

@@ -20,9 +20,9 @@ from pathlib import Path
 from benchmarks.cases import CASES
 from benchmarks.forward import plain_forward
 from benchmarks.inputs import Bench, load_bench, sentence_pool
-from benchmarks.machine import machine_info, speed_probe
+from benchmarks.machine import machine_info, source_state, speed_probe
 from benchmarks.report import write_reports
-from benchmarks.settings import DEFAULT_MANIFEST, DEFAULT_OUTPUT_DIR, full_settings, quick_settings
+from benchmarks.settings import DEFAULT_MANIFEST, DEFAULT_OUTPUT_DIR, REPO, full_settings, quick_settings
 
 log = logging.getLogger("benchmarks")
 
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.language:
         settings = dataclasses.replace(settings, language=args.language)
     start = time.perf_counter()
+    source_start = source_state(REPO)
     probe_start = speed_probe()
     bench = load_bench(args.model_manifest, args.device, settings)
     warm_up(bench)
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine_info(bench.device),
         "speed_probe": {"start": probe_start, "end": speed_probe()},
+        "source": {"start": source_start, "end": source_state(REPO)},
         "model": {
             "name": json.loads(args.model_manifest.read_text()).get("name", args.model_manifest.parent.name),
             "manifest": str(args.model_manifest),

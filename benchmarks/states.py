@@ -51,8 +51,7 @@ def both_centroids(pivot_output: np.ndarray, target_output: np.ndarray) -> np.nd
 def project_scores(
     residual: np.ndarray, activations: np.ndarray, write_vectors: np.ndarray, centroids: np.ndarray
 ) -> np.ndarray:
-    """The project's closed form, called once per layer for both centroid types, as
-    ``detection.score_layers`` does.
+    """The project's closed form, called once per layer with every centroid type, as ``detection.score_layers`` does.
 
     residual [L, S, d], activations [L, S, n], write_vectors [L, n, d], centroids [T, L, d] -> [T, L, n].
     """

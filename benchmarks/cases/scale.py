@@ -102,14 +102,22 @@ def random_layer(shape: PaperScale, n_sentences: int, seed: int = 0) -> dict[str
     }
 
 
+def both_centroids(layer: dict[str, np.ndarray]) -> np.ndarray:
+    """Two centroid types [T=2, d] from one random direction (values do not matter for cost)."""
+    return np.stack([layer["centroid"], -layer["centroid"]])
+
+
 def closed_form_cost(shape: PaperScale, sentence_counts: tuple[int, ...], repeats: int) -> dict:
-    """Seconds per ``centroid_scores`` call at each sentence count, and the linear fit a + b*S."""
+    """Seconds per ``centroid_scores`` call (one layer, both centroid types) at each sentence count.
+
+    Also the linear fit a + b*S of those medians, for extrapolating to the paper's sentence count.
+    """
     timings = {}
     for count in sentence_counts:
         layer = random_layer(shape, count)
         timings[count], _ = time_repeated(
             lambda layer=layer: centroid_scores(
-                layer["residual"], layer["activations"], layer["write_vectors"], layer["centroid"]
+                layer["residual"], layer["activations"], layer["write_vectors"], both_centroids(layer)
             ),
             repeats,
         )
@@ -126,7 +134,7 @@ def closed_form_cost(shape: PaperScale, sentence_counts: tuple[int, ...], repeat
 def naive_pair_cost(shape: PaperScale, n_pairs: int, repeats: int) -> Timing:
     """Seconds per (sentence, layer) of the straightforward scoring, both centroid types."""
     layer = random_layer(shape, n_pairs)
-    centroids = np.stack([layer["centroid"], -layer["centroid"]])[:, None, :]  # [T=2, L=1, d]
+    centroids = both_centroids(layer)[:, None, :]  # [T=2, L=1, d]
     timing, _ = time_repeated(
         lambda: naive_centroid_scores(
             layer["residual"][None], layer["activations"][None], layer["write_vectors"][None], centroids
@@ -247,7 +255,7 @@ def projection_rows(paper: PaperScale, gpu: GpuAssumptions, measured: dict, batc
     single_pass = passes["batch1"].median if passes else forward_pass_seconds(paper, gpu, tokens["real"])
     pass_basis = "measured on this GPU (random weights)" if passes else "projected: max(FLOPs, weight reads, overhead)"
     state_bytes = 4 * paper.state_floats_per_sentence  # float32 on the host
-    scorings = paper.languages * paper.n_layers * paper.centroid_types
+    scorings = paper.languages * paper.n_layers  # one call per layer scores both centroid types
     closed = measured["closed_form"]
     storage = measured["storage"]
     layer_output_bytes = 4 * paper.n_layers * paper.d_model * sentences  # centroids read every layer output
@@ -285,7 +293,8 @@ def projection_rows(paper: PaperScale, gpu: GpuAssumptions, measured: dict, batc
             + scoring_read_bytes / storage["read_bytes_per_s"],
             "straightforward_s": targets * paper.n_layers * measured["naive_pair"].median,
             "basis": f"measured here at d={paper.d_model}, n={paper.d_mlp}: project {scorings} closed-form calls "
-            f"(linear fit in sentences); straightforward {targets * paper.n_layers} (sentence, layer) matrices",
+            f"(one per layer and language, both centroid types; linear fit in sentences); straightforward "
+            f"{targets * paper.n_layers} (sentence, layer) matrices",
         },
     ]
 
@@ -307,7 +316,7 @@ def run(bench: Bench) -> dict:
             paper, bench.device, torch.bfloat16, settings.batch_size, tokens, settings.repeats_fast
         )
     rows = projection_rows(shape, gpu, measured, settings.batch_size)
-    scorings = shape.languages * shape.n_layers * shape.centroid_types
+    scorings = shape.languages * shape.n_layers  # the [S, d] x [d, n] product is shared by both types
     matmul_flops = 2.0 * shape.pairs_per_language * shape.d_model * shape.d_mlp  # the [S, d] x [d, n] product
     totals = {key: sum(row[key] for row in rows) for key in ("project_s", "straightforward_s")}
     return {
