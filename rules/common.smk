@@ -29,7 +29,7 @@ if config["detection"]["top_n"] not in config["detection"]["top_n_sweep"]:
 wildcard_constraints:
     model="|".join(MODELS),
     lang="|".join(LANGUAGES),
-    split="train|test",
+    split="|".join(SPLITS),
     detector="|".join(DETECTORS),
 
 

@@ -6,7 +6,6 @@ that baselines are reported as the mean over seeds with their spread.
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 
 from transfer_neurons.qa import bootstrap_mean_ci
@@ -117,9 +116,3 @@ def dose_response(metrics: pl.DataFrame, answers: pl.DataFrame | None, knn_metri
     return knn.join(qa, on=["model", "language", "neuron_type", "top_n", "kind"], how="left").sort(
         "model", "language", "neuron_type", "kind", "top_n"
     )
-
-
-def normal_reference(frame: pl.DataFrame, value: str) -> float:
-    """Mean of ``value`` in the normal group (for captions)."""
-    normal = frame.filter(pl.col("group") == "normal")[value]
-    return float(np.mean(normal.to_numpy())) if normal.len() else float("nan")
