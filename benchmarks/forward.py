@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from transfer_neurons.batching import batches, tokenize
+from transfer_neurons.batching import batches, decoder_forward, tokenize
 
 
 def synchronize(device: torch.device) -> None:
@@ -20,21 +20,29 @@ def accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
+LOGITS_MODES = ("all", "last", "none")
+
+
 def plain_forward(
-    model, tokenizer, sentences: Sequence[str], batch_size: int, max_tokens: int, last_logits_only: bool = False
+    model, tokenizer, sentences: Sequence[str], batch_size: int, max_tokens: int, logits: str = "none"
 ) -> None:
     """Batched forward passes as the workflow tokenizes them: no hooks, nothing kept.
 
-    ``last_logits_only`` computes the logits of the last position only (``logits_to_keep=1``),
-    which is all that last-token work needs; by default every position's logits are computed,
-    as a plain ``model(**inputs)`` call and the activation dump do.
+    ``logits``: ``"none"`` runs the decoder stack only, as the workflow's state readers do
+    (the strictest baseline for them); ``"last"`` adds the last position's logits
+    (``logits_to_keep=1``); ``"all"`` is a plain ``model(**inputs)`` call, every position's
+    logits, as scripts that read ``output_hidden_states`` compute.
     """
+    if logits not in LOGITS_MODES:
+        raise ValueError(f"logits must be one of {LOGITS_MODES}, got {logits!r}")
     device = next(model.parameters()).device
-    extra = {"logits_to_keep": 1} if last_logits_only else {}
     for _, chunk in batches(list(sentences), batch_size):
         batch = tokenize(tokenizer, chunk, max_tokens).to(device)
         with torch.no_grad():
-            model(**batch.model_inputs(model), **extra)
+            if logits == "none":
+                decoder_forward(model, batch)
+            else:
+                model(**batch.model_inputs(model), **({"logits_to_keep": 1} if logits == "last" else {}))
     synchronize(device)
 
 

@@ -119,3 +119,23 @@ def test_conditions_have_matching_counts_and_exclude_transfer_neurons():
     assert condition_neurons(conditions, "random_type1_s0") != condition_neurons(conditions, "random_type1_s1")
     again = build_conditions(top_table(), candidates, d_mlp=16, main_label="4", seeds=[0, 1, 2])
     assert again.equals(conditions)
+
+
+@pytest.mark.parametrize("mode", ["prompt_last", "last"])
+def test_shared_prompt_prefix_gives_the_answers_of_full_generation(family, model, tokenizer, mode):
+    from transfer_neurons.evaluation import InterventionSettings, answers_by_condition
+
+    prompts = ["Q: Where is the station?\nA:", "Q: 猫は?\nA:", "Q: Wie schreef Max Havelaar en waarom?\nA:"]
+    every_neuron = list(range(adapter_for(model).facts.d_mlp))
+    neuron_sets = {"normal": {}, "amplified": {0: every_neuron, 1: every_neuron}}
+    settings = InterventionSettings(positions=mode, factor=-40.0, batch_size=3, max_tokens=32)
+
+    def answers(share_prefix):
+        return answers_by_condition(
+            model, tokenizer, adapter_for(model), prompts, neuron_sets, settings, 5, share_prefix=share_prefix
+        )
+
+    shared = answers(True)
+    assert shared == answers(False)
+    if family != "bloom":  # tiny random BLOOM answers every prompt with one repeated token, whatever is scaled
+        assert shared["amplified"] != shared["normal"]  # the intervention reached the answers

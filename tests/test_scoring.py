@@ -44,6 +44,20 @@ def test_closed_form_equals_brute_force_on_every_family(model, tokenizer):
         np.testing.assert_allclose(closed, brute, atol=1e-5, rtol=0)
 
 
+def test_small_changes_on_a_large_residual_keep_their_relative_precision():
+    # Gemma's residual reaches ~1e5 while single neurons move it by ~1e-2: subtracting two float32
+    # cosines would leave only noise; the closed form must still rank and size these changes.
+    rng = np.random.default_rng(1)
+    residual = rng.normal(size=(40, 64)) * 1e5
+    writes = rng.normal(size=(32, 64)) * 1e-3
+    activations = rng.normal(size=(40, 32)) * 10
+    centroid = rng.normal(size=64)
+    closed = centroid_scores(residual.astype(np.float32), activations.astype(np.float32), writes, centroid)
+    brute = brute_force_centroid_scores(residual, activations, writes, centroid)
+    assert np.abs(brute).max() < 1e-7  # the regime where float32 differences of cosines fail
+    np.testing.assert_allclose(closed, brute, rtol=1e-3, atol=0)
+
+
 def test_centroid_score_sign_follows_direction():
     residual = np.array([[1.0, 0.0], [1.0, 0.1]])
     writes = np.array([[0.0, 1.0], [0.0, -1.0]])

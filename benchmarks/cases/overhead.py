@@ -3,7 +3,7 @@
 Detection is what the workflow's ``dump_activations``, ``centroids`` and ``score_neurons``
 rules compute for one language (both sides of the pairs dumped, the centroid detector run
 over every layer), called through the same package functions. The baseline is the same
-sentences in the same batches through the model with no hooks and nothing stored.
+sentences in the same batches through the decoder stack with no hooks and nothing stored.
 Target: at most 1.25x.
 """
 

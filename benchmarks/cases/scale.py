@@ -179,7 +179,10 @@ def this_machine_forward_rate(bench: Bench) -> dict:
     sentences = sentence_pool()[: settings.throughput_sentences]
     tokens = token_counts(bench.tokenizer, sentences, settings.batch_size, settings.max_tokens)["padded"]
     timing, _ = time_repeated(
-        lambda: plain_forward(bench.model, bench.tokenizer, sentences, settings.batch_size, settings.max_tokens),
+        # Every position's logits, so that the FLOPs counted (LM head included) are the FLOPs done.
+        lambda: plain_forward(
+            bench.model, bench.tokenizer, sentences, settings.batch_size, settings.max_tokens, logits="all"
+        ),
         settings.repeats_fast,
     )
     flops = model_flops_per_token(bench) * tokens * len(sentences)

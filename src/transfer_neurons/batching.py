@@ -30,6 +30,16 @@ class TokenizedBatch:
         return TokenizedBatch(self.input_ids.to(device), self.attention_mask.to(device), self.n_truncated)
 
 
+def decoder_forward(model, batch: TokenizedBatch, **options):
+    """Forward pass of the decoder stack only (``model.base_model``): hidden states, no logits.
+
+    State readers never use logits, and the output projection onto the vocabulary is the
+    single largest matmul of small multilingual models (Gemma 3 270M: 262k x 640 per token).
+    """
+    decoder = model.base_model
+    return decoder(**batch.model_inputs(decoder), **options)
+
+
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """[batch, pos] positions counting only real tokens (pads get 0)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -56,7 +56,9 @@ def capture_states(adapter: FamilyAdapter, layers: Sequence[int] | None = None, 
 
         def on_contribution(module, args, kwargs, output, index=index):
             store["contrib"][index] = _select(_hidden_from_output(output), last_token_only)
-            scale = adapter.write_scale(index, adapter.first_positional(args, kwargs))
+            mlp_output = adapter.first_positional(args, kwargs)
+            # Only the selected positions' scale is kept, so only theirs is computed.
+            scale = adapter.write_scale(index, mlp_output[:, -1:] if last_token_only else mlp_output)
             if scale is not None:
                 store["scale"][index] = _select(scale, last_token_only)
 

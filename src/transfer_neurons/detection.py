@@ -127,7 +127,7 @@ def score_neurons(
     """Return (full score table, top-N lists), both tagged with ``labels`` columns (model, language...)."""
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; choose one of {sorted(DETECTORS)}")
-    _, _, adapter = load_model(manifest, device="cpu")
+    _, _, adapter = load_model(manifest, device="cpu", with_tokenizer=False)  # only the write vectors are read
     target_dump = Dump(Path(train_dump) / "target")
     scores = score_layers(adapter, target_dump, load_centroids(centroids_path), detector)
     ranked = rank_candidates(scores, type1_fraction, target_dump.n_layers)

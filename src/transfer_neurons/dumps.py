@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from transfer_neurons.adapters import FamilyAdapter
-from transfer_neurons.batching import batches, tokenize
+from transfer_neurons.batching import batches, decoder_forward, tokenize
 from transfer_neurons.capture import CapturedStates, capture_states
 from transfer_neurons.storage import PlainArrayWriter, ScaledArrayWriter, read_scaled
 
@@ -31,7 +31,7 @@ def last_token_states(model, tokenizer, adapter: FamilyAdapter, sentences: Seque
     """One batched forward pass; returns ``(CapturedStates, n_truncated)`` at the last real token."""
     batch = tokenize(tokenizer, sentences, max_tokens).to(next(model.parameters()).device)
     with torch.no_grad(), capture_states(adapter) as captured:
-        model(**batch.model_inputs(model))
+        decoder_forward(model, batch)
     return captured["states"], batch.n_truncated
 
 

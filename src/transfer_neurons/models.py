@@ -40,11 +40,16 @@ def _load_transformers(
     trust_remote_code: bool,
     dtype: torch.dtype,
     attn_implementation: str | None = None,
+    with_tokenizer: bool = True,
 ):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     extra = {"gguf_file": gguf_file} if gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code, **extra)
+    tokenizer = (
+        AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code, **extra)
+        if with_tokenizer
+        else None
+    )
     if attn_implementation:
         extra["attn_implementation"] = attn_implementation
     model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, trust_remote_code=trust_remote_code, **extra)
@@ -119,25 +124,28 @@ def model_facts(location: str | Path, trust_remote_code: bool):
     return adapter_for(skeleton).facts
 
 
-def load_model_from_manifest(manifest: dict, device: str = "auto", attn_implementation: str | None = None):
+def load_model_from_manifest(
+    manifest: dict, device: str = "auto", attn_implementation: str | None = None, with_tokenizer: bool = True
+):
     """Load the model in eval mode on the chosen device; return ``(model, tokenizer)``.
 
-    ``attn_implementation="eager"`` is needed where attention weights are read.
+    ``attn_implementation="eager"`` is needed where attention weights are read. Without
+    ``with_tokenizer`` the tokenizer is ``None`` (a large vocabulary takes seconds to load).
     """
     torch_device, dtype = pick_device_and_dtype(device)
     location = Path(manifest["location"])
     if not location.exists():
         raise ModelSourceError(f"model {manifest['name']!r}: {location} no longer exists; rerun prepare_model")
     model, tokenizer = _load_transformers(
-        location, None, manifest.get("trust_remote_code", False), dtype, attn_implementation
+        location, None, manifest.get("trust_remote_code", False), dtype, attn_implementation, with_tokenizer
     )
     return model.to(torch_device).eval(), tokenizer
 
 
 def load_model(
-    manifest_path: Path, device: str = "auto", attn_implementation: str | None = None
+    manifest_path: Path, device: str = "auto", attn_implementation: str | None = None, with_tokenizer: bool = True
 ) -> tuple[torch.nn.Module, object, FamilyAdapter]:
     """Load the model a ``prepare_model`` manifest points at, with its adapter."""
     manifest = json.loads(Path(manifest_path).read_text())
-    model, tokenizer = load_model_from_manifest(manifest, device, attn_implementation)
+    model, tokenizer = load_model_from_manifest(manifest, device, attn_implementation, with_tokenizer)
     return model, tokenizer, adapter_for(model)

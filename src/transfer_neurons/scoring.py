@@ -6,7 +6,7 @@ Centroid score (the paper's detector), for neuron i of layer l with centroid c::
 
 computed in closed form for all neurons of a layer at once, using
 ``|r + a v|^2 = |r|^2 + 2 a (r.v) + a^2 |v|^2``: one [S, d] x [d, n] matmul, no
-per-sentence [n, d] matrix.
+per-sentence [n, d] matrix, and a form of the cosine change that avoids cancellation.
 
 Correlation score (alternative detector): Pearson correlation over sentences between
 neuron i's effective activation and the change the MLP makes in cos(state, c).
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 SENTENCE_CHUNK = 512
 
@@ -35,32 +36,37 @@ def centroid_scores(
     residual [S, d] (pre-MLP), activations [S, n] (effective), write_vectors [n, d],
     centroids [d] or [k, d] -> scores [n] or [k, n] (float64).
 
-    The moved norm ``|r + a v|`` does not depend on the centroid, so it is computed once
-    and shared by every centroid; per centroid only dot products remain. Element-wise work
-    is float32, sums are float64.
+    With m = |r + a v| and delta = m^2 - |r|^2 = a (2 r.v + a |v|^2), the change is
+    rewritten without subtracting two nearly equal cosines::
+
+        |c| [cos(r + a v, c) - cos(r, c)] = a (v.c) / m - (r.c / |r|) * delta / (m (m + |r|))
+
+    Both terms are a centroid-independent [S, n] array weighted per centroid, so the sum
+    over sentences is a column sum and a [k, S] x [S, n] matmul: element-wise work does not
+    grow with the number of centroids. Element-wise work is float32 (torch, multi-threaded),
+    sums are float64.
     """
     single = centroids.ndim == 1
-    centroids = np.atleast_2d(centroids).astype(np.float32)
-    write_vectors = write_vectors.astype(np.float32)
-    write_norm_sq = np.einsum("nd,nd->n", write_vectors, write_vectors)  # [n]
-    write_dot_centroids = centroids @ write_vectors.T  # [k, n]
-    centroid_norms = np.linalg.norm(centroids.astype(np.float64), axis=1)  # [k]
-    totals = np.zeros((len(centroids), write_vectors.shape[0]))
-    for start in range(0, residual.shape[0], SENTENCE_CHUNK):
-        r = residual[start : start + SENTENCE_CHUNK].astype(np.float32)
-        a = activations[start : start + SENTENCE_CHUNK].astype(np.float32)
-        r_norm_sq = np.einsum("sd,sd->s", r, r)  # [s]
-        r_dot_write = r @ write_vectors.T  # [s, n], the one matmul
-        moved_norm_sq = r_norm_sq[:, None] + a * (2 * r_dot_write + a * write_norm_sq[None, :])
-        inverse_moved_norm = 1 / np.sqrt(np.maximum(moved_norm_sq, 1e-30))  # [s, n]
-        inverse_norm = 1 / np.sqrt(np.maximum(r_norm_sq, 1e-30))  # [s]
-        r_dot_centroids = r @ centroids.T  # [s, k]
-        for index in range(len(centroids)):
-            r_dot_c = r_dot_centroids[:, index]
-            moved = (r_dot_c[:, None] + a * write_dot_centroids[index][None, :]) * inverse_moved_norm
-            change = moved - (r_dot_c * inverse_norm)[:, None]
-            totals[index] += change.sum(axis=0, dtype=np.float64)
-    scores = totals / (residual.shape[0] * centroid_norms[:, None])
+    with torch.no_grad():
+        centroid_rows = torch.as_tensor(np.atleast_2d(centroids), dtype=torch.float32)
+        writes = torch.as_tensor(write_vectors, dtype=torch.float32)
+        write_norm_sq = (writes * writes).sum(dim=1)  # [n]
+        write_dot_centroids = (centroid_rows @ writes.T).double()  # [k, n]
+        moved_terms = torch.zeros(writes.shape[0], dtype=torch.float64)  # sum_s a / m
+        return_terms = torch.zeros(len(centroid_rows), writes.shape[0], dtype=torch.float64)
+        for start in range(0, residual.shape[0], SENTENCE_CHUNK):
+            r = torch.as_tensor(residual[start : start + SENTENCE_CHUNK], dtype=torch.float32)
+            a = torch.as_tensor(activations[start : start + SENTENCE_CHUNK], dtype=torch.float32)
+            r_norm = r.norm(dim=1).clamp_min_(1e-30)  # [s]
+            delta = torch.addcmul(2 * (r @ writes.T), a, write_norm_sq).mul_(a)  # [s, n], the one big matmul
+            moved_norm = (delta + (r_norm * r_norm)[:, None]).clamp_min_(1e-30).sqrt_()
+            moved_terms += (a / moved_norm).sum(dim=0, dtype=torch.float64)
+            shrink = delta.div_((moved_norm + r_norm[:, None]).mul_(moved_norm))  # delta / (m (m + |r|))
+            base_cosines = (r @ centroid_rows.T) / r_norm[:, None]  # [s, k], times |c|
+            return_terms += base_cosines.T.double() @ shrink.double()
+        totals = write_dot_centroids * moved_terms - return_terms
+        centroid_norms = centroid_rows.double().norm(dim=1).clamp_min(1e-30)
+        scores = (totals / (residual.shape[0] * centroid_norms[:, None])).numpy()
     return scores[0] if single else scores
 
 

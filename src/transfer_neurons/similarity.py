@@ -9,28 +9,41 @@ import numpy as np
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows (the last axis) scaled to unit length, float64."""
     vectors = vectors.astype(np.float64)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-30)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-30)
 
 
-def _nearest_neighbours(vectors: np.ndarray, k: int) -> np.ndarray:
-    """Indices [N, k] of each row's k most cosine-similar other rows."""
+def nearest_neighbours(vectors: np.ndarray, k: int) -> np.ndarray:
+    """Indices [N, k] of each row's k most cosine-similar other rows, most similar first.
+
+    The first j columns of the result for k are the result for j <= k.
+    """
     unit = _unit_rows(vectors)
     similarity = unit @ unit.T
     np.fill_diagonal(similarity, -np.inf)
     return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
 
 
+def check_knn_ks(knn_ks, n_pairs: int) -> None:
+    for k in knn_ks:
+        if not 0 < k < n_pairs:
+            raise ValueError(f"k must be between 1 and {n_pairs - 1}, got {k}")
+
+
+def shared_neighbour_share(pivot_neighbours: np.ndarray, target_neighbours: np.ndarray) -> float:
+    """Mean share of each row's neighbours that the two [N, k] neighbour lists have in common."""
+    k = pivot_neighbours.shape[1]
+    shared = [len(set(a) & set(b)) for a, b in zip(pivot_neighbours, target_neighbours, strict=True)]
+    return float(np.mean(shared) / k)
+
+
 def mutual_knn_alignment(pivot: np.ndarray, target: np.ndarray, k: int) -> float:
     """Mean share of each pair's k nearest neighbours that agree in the two spaces (0..1)."""
     if pivot.shape[0] != target.shape[0]:
         raise ValueError(f"mismatched pairs: {pivot.shape[0]} vs {target.shape[0]}")
-    if not 0 < k < pivot.shape[0]:
-        raise ValueError(f"k must be between 1 and {pivot.shape[0] - 1}, got {k}")
-    pivot_neighbours = _nearest_neighbours(pivot, k)
-    target_neighbours = _nearest_neighbours(target, k)
-    shared = [len(set(a) & set(b)) for a, b in zip(pivot_neighbours, target_neighbours, strict=True)]
-    return float(np.mean(shared) / k)
+    check_knn_ks([k], pivot.shape[0])
+    return shared_neighbour_share(nearest_neighbours(pivot, k), nearest_neighbours(target, k))
 
 
 def derangement(n: int) -> np.ndarray:
@@ -40,12 +53,17 @@ def derangement(n: int) -> np.ndarray:
     return np.roll(np.arange(n), -1)
 
 
+def row_cosines(pivot: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Cosine of row i of ``pivot`` with row i of ``target``, along the last axis: [..., N, d] -> [..., N]."""
+    return np.einsum("...d,...d->...", _unit_rows(pivot), _unit_rows(target))
+
+
 def paired_cosines(pivot: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """Mean cosine of parallel pairs and of non-parallel pairs (a fixed derangement)."""
-    pivot_unit, target_unit = _unit_rows(pivot), _unit_rows(target)
-    parallel = np.einsum("nd,nd->n", pivot_unit, target_unit)
-    shuffled = np.einsum("nd,nd->n", pivot_unit, target_unit[derangement(len(target_unit))])
-    return {"parallel": float(parallel.mean()), "non_parallel": float(shuffled.mean())}
+    return {
+        "parallel": float(row_cosines(pivot, target).mean()),
+        "non_parallel": float(row_cosines(pivot, target[derangement(len(target))]).mean()),
+    }
 
 
 def centroid_similarity_matrix(centroids: dict[str, np.ndarray]) -> list[tuple[str, str, float]]:
