@@ -11,7 +11,7 @@ rule dump_activations:
         "benchmarks/rules/dump_activations/{model}/{lang}/{split}.tsv"
     conda:
         "../envs/transfer-neurons.yaml"
-    threads: 2
+    threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
         runtime=config["resources"]["model_runtime_min"],

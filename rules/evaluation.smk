@@ -35,7 +35,7 @@ rule evaluate_states:
         "benchmarks/rules/evaluate_states/{model}/{lang}.tsv"
     conda:
         "../envs/transfer-neurons.yaml"
-    threads: 2
+    threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
         runtime=config["resources"]["model_runtime_min"],
@@ -66,7 +66,7 @@ rule evaluate_qa:
         "benchmarks/rules/evaluate_qa/{model}/{lang}.tsv"
     conda:
         "../envs/transfer-neurons.yaml"
-    threads: 2
+    threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
         runtime=config["resources"]["model_runtime_min"],
@@ -101,7 +101,7 @@ rule evaluate_attention:
         "benchmarks/rules/evaluate_attention/{model}/{lang}.tsv"
     conda:
         "../envs/transfer-neurons.yaml"
-    threads: 2
+    threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
         runtime=config["resources"]["model_runtime_min"],

@@ -36,7 +36,7 @@ TEST_CLUSTER_OPTIONS = (
 LANGUAGE = "ja"
 TARGETS = [f"reports/figures/tiny/centroid/{figure}.png" for figure in ("layer_distribution", "score_profile")]
 # sbatch options: a model rule gets the tiny config's resources (model_mem_mb 1000,
-# model_runtime_min 10) and its threads; a rule without resources gets profiles/slurm's defaults.
+# model_runtime_min 10) and its runtime.threads (2); a rule without resources gets profiles/slurm's defaults.
 MODEL_RULE_REQUEST = {"--mem": "1000", "-t": "10", "--cpus-per-task": "2"}
 DEFAULT_REQUEST = {"--mem": "4000", "-t": "60", "--cpus-per-task": "1"}
 SBATCH_OPTIONS_WITH_VALUE = ("--mem", "-t", "--comment", "--job-name", "--output", "-p", "-A", "-D")

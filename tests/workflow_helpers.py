@@ -32,7 +32,7 @@ def tiny_config(workdir: Path, family: str = "llama") -> dict:
         "pivot_language": "en",
         "languages": list(TINY_LANGUAGES),
         "corpus": {"test_percent": 30, "max_train": None, "max_test": None, "sources": sources},
-        "runtime": {"device": "cpu", "batch_size": 8, "max_tokens": 32},
+        "runtime": {"device": "cpu", "batch_size": 8, "max_tokens": 32, "threads": 2},
         "detection": {
             "detectors": ["centroid", "correlation"],
             "type1_fraction": 0.5,

