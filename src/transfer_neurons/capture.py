@@ -36,7 +36,9 @@ def _hidden_from_output(output) -> torch.Tensor:
 
 def _select(tensor: torch.Tensor, last_token_only: bool) -> torch.Tensor:
     selected = tensor[:, -1] if last_token_only else tensor
-    return selected.detach().float()
+    # A copy, not a view: a view of the last position would keep the whole [batch, pos, feature]
+    # tensor of every layer alive until the pass ends.
+    return selected.detach().to(torch.float32, copy=True)
 
 
 @contextmanager

@@ -139,7 +139,21 @@ def load_model_from_manifest(
     model, tokenizer = _load_transformers(
         location, None, manifest.get("trust_remote_code", False), dtype, attn_implementation, with_tokenizer
     )
-    return model.to(torch_device).eval(), tokenizer
+    model = model.to(torch_device).eval()
+    if torch_device.type == "cpu":
+        read_into_memory(model)
+    return model, tokenizer
+
+
+def read_into_memory(model) -> None:
+    """Copy weights that are still memory-mapped from the checkpoint into the process.
+
+    Left mapped, a job's resident memory creeps up as new tokens page in their embedding
+    rows; read once, it is known after loading and stays flat whatever the input size.
+    """
+    with torch.no_grad():
+        for parameter in model.parameters():  # tied weights are one parameter, so they stay tied
+            parameter.data = parameter.data.clone()
 
 
 def load_model(

@@ -43,14 +43,15 @@ def centroid_scores(
 
     Both terms are a centroid-independent [S, n] array weighted per centroid, so the sum
     over sentences is a column sum and a [k, S] x [S, n] matmul: element-wise work does not
-    grow with the number of centroids. Element-wise work is float32 (torch, multi-threaded),
-    sums are float64.
+    grow with the number of centroids. Element-wise work and the sums within a chunk of
+    sentences are float32 (torch, multi-threaded; the terms cannot cancel, so float32 sums
+    are as exact as the terms); chunks are accumulated in float64.
     """
     single = centroids.ndim == 1
     with torch.no_grad():
         centroid_rows = torch.as_tensor(np.atleast_2d(centroids), dtype=torch.float32)
         writes = torch.as_tensor(write_vectors, dtype=torch.float32)
-        write_norm_sq = (writes * writes).sum(dim=1)  # [n]
+        write_norm_sq = torch.linalg.vector_norm(writes, dim=1).square()  # [n]
         write_dot_centroids = (centroid_rows @ writes.T).double()  # [k, n]
         moved_terms = torch.zeros(writes.shape[0], dtype=torch.float64)  # sum_s a / m
         return_terms = torch.zeros(len(centroid_rows), writes.shape[0], dtype=torch.float64)
@@ -58,12 +59,13 @@ def centroid_scores(
             r = torch.as_tensor(residual[start : start + SENTENCE_CHUNK], dtype=torch.float32)
             a = torch.as_tensor(activations[start : start + SENTENCE_CHUNK], dtype=torch.float32)
             r_norm = r.norm(dim=1).clamp_min_(1e-30)  # [s]
-            delta = torch.addcmul(2 * (r @ writes.T), a, write_norm_sq).mul_(a)  # [s, n], the one big matmul
-            moved_norm = (delta + (r_norm * r_norm)[:, None]).clamp_min_(1e-30).sqrt_()
-            moved_terms += (a / moved_norm).sum(dim=0, dtype=torch.float64)
-            shrink = delta.div_((moved_norm + r_norm[:, None]).mul_(moved_norm))  # delta / (m (m + |r|))
+            # delta / 2 = a (r.v + a |v|^2 / 2): the [s, d] x [d, n] matmul is the one big product.
+            half_delta = torch.addcmul(r @ writes.T, a, write_norm_sq, value=0.5).mul_(a)
+            moved_norm = torch.add((r_norm * r_norm)[:, None], half_delta, alpha=2).clamp_min_(1e-30).sqrt_()
+            moved_terms += (a / moved_norm).sum(dim=0)
+            half_shrink = half_delta.div_((moved_norm + r_norm[:, None]).mul_(moved_norm))  # delta / (2 m (m + |r|))
             base_cosines = (r @ centroid_rows.T) / r_norm[:, None]  # [s, k], times |c|
-            return_terms += base_cosines.T.double() @ shrink.double()
+            return_terms += 2 * (base_cosines.T @ half_shrink)
         totals = write_dot_centroids * moved_terms - return_terms
         centroid_norms = centroid_rows.double().norm(dim=1).clamp_min(1e-30)
         scores = (totals / (residual.shape[0] * centroid_norms[:, None])).numpy()
