@@ -17,7 +17,7 @@ from transfer_neurons.adapters import FamilyAdapter
 
 
 def _copied(output):
-    """A copy of a layer output (a tensor or a tuple led by one), so in-place work downstream cannot alter the record."""
+    """A copy of a layer output (a tensor, or a tuple led by one): in-place work downstream cannot alter it."""
     if isinstance(output, torch.Tensor):
         return output.clone()
     if isinstance(output, tuple):
