@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup run test lint benchmarks report clean
+.PHONY: setup run test lint benchmarks clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,5 @@ test: lint
 benchmarks: setup
 	$(BIN)/python -m benchmarks.run
 
-report: setup
-	$(BIN)/snakemake --cores $(CORES) all --report reports/report.html
-
 clean:
-	rm -rf results resources logs benchmarks/rules .snakemake reports/figures
+	rm -rf results resources logs .snakemake reports/figures reports/tables reports/report.html

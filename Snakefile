@@ -15,8 +15,8 @@ include: "rules/models.smk"
 include: "rules/corpus.smk"
 include: "rules/activations.smk"
 include: "rules/detection.smk"
-include: "rules/figures.smk"
 include: "rules/evaluation.smk"
+include: "rules/figures.smk"
 include: "rules/report.smk"
 
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from benchmarks.inputs import cycled, sentence_pool
-from transfer_neurons.dumps import dump_activations
-from transfer_neurons.models import load_model
+from transfer_neurons.data.dumps import dump_activations
+from transfer_neurons.model.loading import load_model
 
 STATUS = Path("/proc/self/status")
 SAMPLE_SECONDS = 0.005
@@ -69,10 +69,10 @@ def peak_rss_mib() -> float:
 
 def measure(manifest: Path, n_sentences: int, batch_size: int, max_tokens: int, device: str, directory: Path) -> dict:
     with PeakSampler() as sampler:
-        model, tokenizer, adapter = load_model(manifest, device)
+        loaded = load_model(manifest, device)
         after_load = status_mib().get("VmRSS")
         sentences = cycled(sentence_pool(), n_sentences)
-        dump_activations(model, tokenizer, adapter, sentences, directory, batch_size=batch_size, max_tokens=max_tokens)
+        dump_activations(loaded, sentences, directory, batch_size=batch_size, max_tokens=max_tokens)
     return {
         "sentences": n_sentences,
         "peak_rss_mib": peak_rss_mib(),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from transfer_neurons.batching import batches, decoder_forward, tokenize
+from transfer_neurons.model.batching import batches, decoder_forward, tokenize
 
 
 def synchronize(device: torch.device) -> None:

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from benchmarks.settings import CORPUS_DIR, QA_PATH, Settings
-from transfer_neurons.adapters import FamilyAdapter
-from transfer_neurons.corpus import load_file_pairs
-from transfer_neurons.models import load_model
+from transfer_neurons.data.corpus import load_file_pairs
+from transfer_neurons.model.adapters import FamilyAdapter
+from transfer_neurons.model.loading import LoadedModel, load_model
 
 PIVOT = "en"
 BUILTIN_LANGUAGES = ("ja", "nl", "ko", "it")
@@ -26,18 +26,27 @@ class Bench:
     settings: Settings
     manifest: Path
     device_name: str
-    model: torch.nn.Module
-    tokenizer: object
-    adapter: FamilyAdapter
+    loaded: LoadedModel
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.model
+
+    @property
+    def tokenizer(self):
+        return self.loaded.tokenizer
+
+    @property
+    def adapter(self) -> FamilyAdapter:
+        return self.loaded.adapter
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return self.loaded.device
 
 
 def load_bench(manifest: Path, device: str, settings: Settings) -> Bench:
-    model, tokenizer, adapter = load_model(manifest, device)
-    return Bench(settings, Path(manifest), device, model, tokenizer, adapter)
+    return Bench(settings, Path(manifest), device, load_model(manifest, device))
 
 
 def corpus_pairs(language: str, n_pairs: int, corpus_dir: Path = CORPUS_DIR) -> tuple[list[str], list[str]]:

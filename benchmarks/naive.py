@@ -2,7 +2,7 @@
 
 It follows the paper's scripts: one sentence at a time, a batch-1 forward pass, then for
 every layer the matrix of all neurons' moved states ``r + a_i v_i`` ([d_mlp, d_model]) and
-its cosine to the centroid. It is written without ``transfer_neurons.scoring`` so that the
+its cosine to the centroid. It is written without ``transfer_neurons.detection.scoring`` so that the
 agreement check compares two independent derivations. Two choices make it, if anything,
 faster than the paper's scripts (so the speed-ups reported are conservative):
 
@@ -17,11 +17,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from transfer_neurons.adapters import FamilyAdapter
-from transfer_neurons.dumps import last_token_states
+from transfer_neurons.data.dumps import last_token_states
+from transfer_neurons.model.loading import LoadedModel
 
 
-def batch1_states(model, tokenizer, adapter: FamilyAdapter, sentences: Sequence[str], max_tokens: int):
+def batch1_states(loaded: LoadedModel, sentences: Sequence[str], max_tokens: int):
     """One batch-1 forward pass per sentence.
 
     Returns residual_pre_mlp [L, S, d_model] and effective activations [L, S, d_mlp]
@@ -29,9 +29,9 @@ def batch1_states(model, tokenizer, adapter: FamilyAdapter, sentences: Sequence[
     """
     residuals, activations = [], []
     for sentence in sentences:
-        states, _ = last_token_states(model, tokenizer, adapter, [sentence], max_tokens)
+        states, _ = last_token_states(loaded, [sentence], max_tokens)
         residuals.append(states.residual_pre_mlp[:, 0].cpu().numpy())
-        activations.append((states.neuron_activations[:, 0] * states.write_scale[:, 0, None]).cpu().numpy())
+        activations.append(states.effective_activations[:, 0].cpu().numpy())
     return np.stack(residuals, axis=1), np.stack(activations, axis=1)
 
 

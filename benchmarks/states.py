@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from transfer_neurons.adapters import FamilyAdapter
-from transfer_neurons.batching import batches
-from transfer_neurons.centroids import type1_centroids, type2_centroids
-from transfer_neurons.dumps import last_token_states
-from transfer_neurons.scoring import centroid_scores
+from transfer_neurons.data.dumps import last_token_states
+from transfer_neurons.detection.centroids import type1_centroids, type2_centroids
+from transfer_neurons.detection.scoring import centroid_scores
+from transfer_neurons.model.adapters import FamilyAdapter
+from transfer_neurons.model.batching import batches
+from transfer_neurons.model.loading import LoadedModel
 
 CENTROID_TYPES = ("type1", "type2")
 
@@ -25,15 +26,13 @@ class ScoringInputs:
     layer_output: np.ndarray
 
 
-def batched_states(
-    model, tokenizer, adapter: FamilyAdapter, sentences: Sequence[str], batch_size: int, max_tokens: int
-) -> ScoringInputs:
+def batched_states(loaded: LoadedModel, sentences: Sequence[str], batch_size: int, max_tokens: int) -> ScoringInputs:
     """Batched forward passes with the project's capture, stacked along the sentence axis."""
     residual, activations, layer_output = [], [], []
     for _, chunk in batches(list(sentences), batch_size):
-        states, _ = last_token_states(model, tokenizer, adapter, chunk, max_tokens)
+        states, _ = last_token_states(loaded, chunk, max_tokens)
         residual.append(states.residual_pre_mlp.cpu().numpy())
-        activations.append((states.neuron_activations * states.write_scale[..., None]).cpu().numpy())
+        activations.append(states.effective_activations.cpu().numpy())
         layer_output.append(states.layer_output.cpu().numpy())
     return ScoringInputs(*(np.concatenate(parts, axis=1) for parts in (residual, activations, layer_output)))
 

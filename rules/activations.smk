@@ -8,7 +8,7 @@ rule dump_activations:
     log:
         "logs/dump_activations/{model}/{lang}/{split}.log",
     benchmark:
-        "benchmarks/rules/dump_activations/{model}/{lang}/{split}.tsv"
+        "logs/benchmarks/dump_activations/{model}/{lang}/{split}.tsv"
     conda:
         "../envs/transfer-neurons.yaml"
     threads: config["runtime"]["threads"]

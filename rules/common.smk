@@ -5,18 +5,29 @@ from snakemake.utils import validate
 
 # The package lives in src/; putting it on the path lets the workflow run without installing it.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from transfer_neurons.outputs import FIGURE_INPUTS, REPORT_TABLES  # noqa: E402
-from transfer_neurons.languages import language  # noqa: E402
+# Registries and names only: these modules import nothing heavy at start-up.
+from transfer_neurons.data.languages import language  # noqa: E402
+from transfer_neurons.detection.detectors import detector  # noqa: E402
+from transfer_neurons.names import SPLITS, knn_metric  # noqa: E402
+from transfer_neurons.reporting.figures import (  # noqa: E402
+    DETECTOR_SCOPE,
+    FIGURES,
+    MODEL_SCOPE,
+    figures_of,
+)
+from transfer_neurons.reporting.tables import table_inputs, tables_of  # noqa: E402
 
 validate(config, schema="../config/schema.yaml")
 
 MODELS = list(config["models"])
 LANGUAGES = list(config["languages"])
 DETECTORS = list(config["detection"]["detectors"])
-SPLITS = ["train", "test"]
+EVALUATION = config["evaluation"]
 
 for _code in [config["pivot_language"], *LANGUAGES]:
     language(_code)  # fails early, naming the known codes
+for _name in [*DETECTORS, EVALUATION["detector"]]:
+    detector(_name)  # fails early, naming the registered detectors
 _missing_sources = sorted(set(LANGUAGES) - set(config["corpus"]["sources"]))
 if _missing_sources:
     raise ValueError(
@@ -24,6 +35,15 @@ if _missing_sources:
     )
 if config["detection"]["top_n"] not in config["detection"]["top_n_sweep"]:
     raise ValueError("config: detection.top_n must be one of detection.top_n_sweep")
+
+DETECTOR_FIGURES = figures_of(DETECTOR_SCOPE, len(DETECTORS))
+EVALUATION_FIGURES = figures_of(MODEL_SCOPE, len(DETECTORS))
+SUMMARY_TABLES = tables_of(len(DETECTORS))
+FIGURE_SETTINGS = {
+    "main_label": str(config["detection"]["top_n"]),
+    "knn_metric": knn_metric(EVALUATION["states"]["knn_k"][0]),
+    "resamples": EVALUATION["bootstrap_resamples"],
+}
 
 
 wildcard_constraints:
@@ -33,6 +53,7 @@ wildcard_constraints:
     detector="|".join(DETECTORS),
 
 
+# --- sources ----------------------------------------------------------------
 def model_spec(wildcards):
     return config["models"][wildcards.model]
 
@@ -42,13 +63,13 @@ def corpus_source(wildcards):
 
 
 def corpus_source_file(wildcards):
-    """The corpus file as a rule input (hub sources have none)."""
+    """The corpus file as an input (hub sources have none)."""
     source = corpus_source(wildcards)
     return [source["path"]] if "path" in source else []
 
 
 def model_local_files(wildcards):
-    """Local model files as rule inputs, so that replacing them reruns what follows."""
+    """Local model files as inputs, so that replacing them reruns what follows."""
     spec = model_spec(wildcards)
     if "gguf" in spec:
         return [spec["gguf"]]
@@ -57,25 +78,20 @@ def model_local_files(wildcards):
     return []
 
 
-def detection_figures():
-    return expand(
-        "reports/figures/{model}/{detector}/{figure}.png",
-        model=MODELS,
-        detector=DETECTORS,
-        figure=["layer_distribution", "score_profile"],
-    )
+def qa_source_file():
+    source = EVALUATION["qa"]["source"]
+    return [source["path"]] if "path" in source else []
 
 
-def all_targets():
-    return [*detection_figures(), "reports/report.html"]
-
-
-# --- evaluation -----------------------------------------------------------
-EVALUATION = config["evaluation"]
-
-
+# --- evaluation -------------------------------------------------------------
 def top_list(wildcards):
-    return f"results/{wildcards.model}/neurons/{EVALUATION['detector']}/{wildcards.lang}.parquet"
+    """The top-N lists of the detector whose neurons the interventions use."""
+    return expand(
+        rules.score_neurons.output.top,
+        model=wildcards.model,
+        detector=EVALUATION["detector"],
+        lang=wildcards.lang,
+    )
 
 
 def intervention_settings(section, batch_size=None):
@@ -88,87 +104,69 @@ def intervention_settings(section, batch_size=None):
     }
 
 
-# --- figures and report ---------------------------------------------------
-FIGURE_SETTINGS = {
-    "main_label": config["detection"]["top_n"],
-    "knn_metric": f"mutual_knn_k{config['evaluation']['states']['knn_k'][0]}",
-    "resamples": config["evaluation"]["bootstrap_resamples"],
-}
-
-
-def evaluation_figure_names():
-    """Every evaluation figure; detector agreement only when both detectors run."""
-    return [
-        name
-        for name in FIGURE_INPUTS
-        if both_detectors() or name != "detector_agreement"
-    ]
-
-
-def result_patterns():
-    """Evaluation outputs by input kind, taken from the rules that write them."""
-    per_language = {
+# --- results, figures and tables ---------------------------------------------
+def result_pattern(name):
+    """Where result ``name`` is written (an output pattern, per language or per model)."""
+    return {
+        "scores": rules.score_neurons.output.scores,
+        "neurons": rules.score_neurons.output.top,
         "qa": rules.evaluate_qa.output.answers,
         "states": rules.evaluate_states.output.metrics,
         "attention": rules.evaluate_attention.output.shifts,
         "attention_example": rules.evaluate_attention.output.example,
-    }
-    per_model = {
         "language_space": rules.language_space.output.similarity,
         "language_pca": rules.language_space.output.pca,
         "specificity": rules.language_specificity.output.table,
         "agreement": rules.detector_agreement.output.table,
-    }
-    return per_language, per_model
+    }[name]
 
 
-def result_inputs(model, kinds):
-    """Paths of the evaluation results of ``model`` for each kind in ``kinds``."""
-    per_language, per_model = result_patterns()
+def result_files(names, model, detectors=DETECTORS):
+    """The files of each result in ``names`` for one model, every language (and detector)."""
     return {
-        kind: expand(
-            per_language.get(kind) or per_model[kind], model=model, lang=LANGUAGES
+        name: expand(
+            result_pattern(name), model=model, detector=detectors, lang=LANGUAGES
         )
-        for kind in kinds
+        for name in names
     }
 
 
-def evaluation_figure_inputs(wildcards):
-    return result_inputs(wildcards.model, FIGURE_INPUTS[wildcards.figure])
+def figure_inputs(wildcards):
+    """A figure's results (of its own detector, for detection figures) and the manifest."""
+    detectors = [wildcards.detector] if "detector" in wildcards.keys() else DETECTORS
+    inputs = result_files(FIGURES[wildcards.figure].inputs, wildcards.model, detectors)
+    return {
+        **inputs,
+        "manifest": rules.prepare_model.output.manifest.format(model=wildcards.model),
+    }
 
 
-def evaluation_figures(model):
+def figure_results(wildcards):
+    return list(FIGURES[wildcards.figure].inputs)
+
+
+def summary_table_inputs(wildcards):
+    return result_files(table_inputs(SUMMARY_TABLES), wildcards.model)
+
+
+def model_figures(model):
+    """Every figure of one model: detection figures per detector, then evaluation figures."""
     return [
-        f"reports/figures/{model}/evaluation/{name}.png"
-        for name in evaluation_figure_names()
+        *expand(
+            "reports/figures/{model}/{detector}/{figure}.png",
+            model=model,
+            detector=DETECTORS,
+            figure=DETECTOR_FIGURES,
+        ),
+        *expand(
+            "reports/figures/{model}/evaluation/{figure}.png",
+            model=model,
+            figure=EVALUATION_FIGURES,
+        ),
     ]
 
 
-def both_detectors():
-    return {"centroid", "correlation"} <= set(DETECTORS)
-
-
-def report_table_names():
-    names = list(REPORT_TABLES)
-    return names if both_detectors() else [n for n in names if n != "agreement_summary"]
-
-
-def model_results(wildcards):
-    kinds = [
-        "qa",
-        "states",
-        "specificity",
-        "language_space",
-        "language_pca",
-        "attention",
+def all_targets():
+    return [fig for model in MODELS for fig in model_figures(model)] + [
+        "reports/report.html"
     ]
-    results = result_inputs(
-        wildcards.model, kinds + (["agreement"] if both_detectors() else [])
-    )
-    results["neurons"] = expand(
-        rules.score_neurons.output.top,
-        model=wildcards.model,
-        detector=DETECTORS,
-        lang=LANGUAGES,
-    )
-    return results

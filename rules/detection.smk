@@ -27,7 +27,7 @@ rule score_neurons:
     log:
         "logs/score_neurons/{model}/{detector}/{lang}.log",
     benchmark:
-        "benchmarks/rules/score_neurons/{model}/{detector}/{lang}.tsv"
+        "logs/benchmarks/score_neurons/{model}/{detector}/{lang}.tsv"
     conda:
         "../envs/transfer-neurons.yaml"
     resources:
@@ -38,3 +38,22 @@ rule score_neurons:
         top_n_sweep=config["detection"]["top_n_sweep"],
     script:
         "../scripts/score_neurons.py"
+
+
+rule detector_agreement:
+    """Overlap of the two detectors' top-N lists per layer."""
+    input:
+        centroid=expand(
+            "results/{{model}}/neurons/centroid/{lang}.parquet", lang=LANGUAGES
+        ),
+        correlation=expand(
+            "results/{{model}}/neurons/correlation/{lang}.parquet", lang=LANGUAGES
+        ),
+    output:
+        table="results/{model}/evaluation/detector_agreement.parquet",
+    log:
+        "logs/detector_agreement/{model}.log",
+    conda:
+        "../envs/transfer-neurons.yaml"
+    script:
+        "../scripts/detector_agreement.py"

@@ -32,7 +32,7 @@ rule evaluate_states:
     log:
         "logs/evaluate_states/{model}/{lang}.log",
     benchmark:
-        "benchmarks/rules/evaluate_states/{model}/{lang}.tsv"
+        "logs/benchmarks/evaluate_states/{model}/{lang}.tsv"
     conda:
         "../envs/transfer-neurons.yaml"
     threads: config["runtime"]["threads"]
@@ -53,17 +53,13 @@ rule evaluate_qa:
     input:
         manifest="resources/models/{model}/manifest.json",
         conditions="results/{model}/conditions/{lang}.parquet",
-        qa=(
-            [EVALUATION["qa"]["source"]["path"]]
-            if "path" in EVALUATION["qa"]["source"]
-            else []
-        ),
+        qa=qa_source_file(),
     output:
         answers="results/{model}/evaluation/qa/{lang}.parquet",
     log:
         "logs/evaluate_qa/{model}/{lang}.log",
     benchmark:
-        "benchmarks/rules/evaluate_qa/{model}/{lang}.tsv"
+        "logs/benchmarks/evaluate_qa/{model}/{lang}.tsv"
     conda:
         "../envs/transfer-neurons.yaml"
     threads: config["runtime"]["threads"]
@@ -74,13 +70,15 @@ rule evaluate_qa:
     params:
         source=EVALUATION["qa"]["source"],
         settings=intervention_settings("qa", EVALUATION["qa"]["batch_size"]),
-        kinds=EVALUATION["qa"]["kinds"],
-        # A function, so that Snakemake does not read "{question}" as a wildcard.
-        template=lambda wildcards: EVALUATION["qa"]["template"],
-        max_new_tokens=EVALUATION["qa"]["max_new_tokens"],
-        limit=EVALUATION["qa"].get("limit"),
+        # A function, so that Snakemake does not read "{question}" in the template as a wildcard.
+        qa=lambda wildcards: {
+            "template": EVALUATION["qa"]["template"],
+            "max_new_tokens": EVALUATION["qa"]["max_new_tokens"],
+            "kinds": tuple(EVALUATION["qa"]["kinds"]),
+            "include_sweep": EVALUATION["qa"]["include_sweep"],
+            "limit": EVALUATION["qa"].get("limit"),
+        },
         main_label=config["detection"]["top_n"],
-        include_sweep=EVALUATION["qa"]["include_sweep"],
         device=config["runtime"]["device"],
     script:
         "../scripts/evaluate_qa.py"
@@ -98,7 +96,7 @@ rule evaluate_attention:
     log:
         "logs/evaluate_attention/{model}/{lang}.log",
     benchmark:
-        "benchmarks/rules/evaluate_attention/{model}/{lang}.tsv"
+        "logs/benchmarks/evaluate_attention/{model}/{lang}.tsv"
     conda:
         "../envs/transfer-neurons.yaml"
     threads: config["runtime"]["threads"]
@@ -157,22 +155,3 @@ rule language_specificity:
         main_label=config["detection"]["top_n"],
     script:
         "../scripts/language_specificity.py"
-
-
-rule detector_agreement:
-    """Overlap of the two detectors' top-N lists per layer."""
-    input:
-        centroid=expand(
-            "results/{{model}}/neurons/centroid/{lang}.parquet", lang=LANGUAGES
-        ),
-        correlation=expand(
-            "results/{{model}}/neurons/correlation/{lang}.parquet", lang=LANGUAGES
-        ),
-    output:
-        table="results/{model}/evaluation/detector_agreement.parquet",
-    log:
-        "logs/detector_agreement/{model}.log",
-    conda:
-        "../envs/transfer-neurons.yaml"
-    script:
-        "../scripts/detector_agreement.py"

@@ -1,55 +1,38 @@
-rule figure_layer_distribution:
-    """Where the top-N Type-1 and Type-2 neurons sit, per language."""
+rule figure_detection:
+    """One detection figure of the registry (scope "detector") for one model and detector."""
     input:
-        top=expand(
-            "results/{{model}}/neurons/{{detector}}/{lang}.parquet", lang=LANGUAGES
-        ),
-        manifest="resources/models/{model}/manifest.json",
+        unpack(figure_inputs),
     output:
-        png=report(
-            "reports/figures/{model}/{detector}/layer_distribution.png",
-            caption="../reports/captions/layer_distribution.rst",
-            category="Detection",
-            subcategory="{model}",
-            labels={
-                "model": "{model}",
-                "detector": "{detector}",
-                "figure": "layer distribution",
-            },
-        ),
-        spec="reports/figures/{model}/{detector}/layer_distribution.vl.json",
+        png="reports/figures/{model}/{detector}/{figure}.png",
+        spec="reports/figures/{model}/{detector}/{figure}.vl.json",
     log:
-        "logs/figures/{model}/{detector}/layer_distribution.log",
+        "logs/figures/{model}/{detector}/{figure}.log",
+    wildcard_constraints:
+        figure="|".join(DETECTOR_FIGURES),
     conda:
         "../envs/transfer-neurons.yaml"
     params:
-        top_n=config["detection"]["top_n"],
+        settings=FIGURE_SETTINGS,
+        results=figure_results,
     script:
-        "../scripts/figure_layer_distribution.py"
+        "../scripts/figure.py"
 
 
-rule figure_score_profile:
-    """Per-layer profile of the highest neuron scores, per language and type."""
+rule figure_evaluation:
+    """One evaluation figure of the registry (scope "model") for one model."""
     input:
-        scores=expand(
-            "results/{{model}}/scores/{{detector}}/{lang}.parquet", lang=LANGUAGES
-        ),
+        unpack(figure_inputs),
     output:
-        png=report(
-            "reports/figures/{model}/{detector}/score_profile.png",
-            caption="../reports/captions/score_profile.rst",
-            category="Detection",
-            subcategory="{model}",
-            labels={
-                "model": "{model}",
-                "detector": "{detector}",
-                "figure": "score profile",
-            },
-        ),
-        spec="reports/figures/{model}/{detector}/score_profile.vl.json",
+        png="reports/figures/{model}/evaluation/{figure}.png",
+        spec="reports/figures/{model}/evaluation/{figure}.vl.json",
     log:
-        "logs/figures/{model}/{detector}/score_profile.log",
+        "logs/figures/{model}/evaluation/{figure}.log",
+    wildcard_constraints:
+        figure="|".join(EVALUATION_FIGURES),
     conda:
         "../envs/transfer-neurons.yaml"
+    params:
+        settings=FIGURE_SETTINGS,
+        results=figure_results,
     script:
-        "../scripts/figure_score_profile.py"
+        "../scripts/figure.py"

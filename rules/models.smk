@@ -7,7 +7,7 @@ rule prepare_model:
     log:
         "logs/prepare_model/{model}.log",
     benchmark:
-        "benchmarks/rules/prepare_model/{model}.tsv"
+        "logs/benchmarks/prepare_model/{model}.tsv"
     conda:
         "../envs/transfer-neurons.yaml"
     resources:

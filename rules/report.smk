@@ -1,42 +1,16 @@
-rule figure_evaluation:
-    """One evaluation figure (any name in FIGURE_INPUTS) of one model."""
-    input:
-        unpack(evaluation_figure_inputs),
-    output:
-        png=report(
-            "reports/figures/{model}/evaluation/{figure}.png",
-            caption="../reports/captions/evaluation.rst",
-            category="Evaluation",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "{figure}"},
-        ),
-        spec="reports/figures/{model}/evaluation/{figure}.vl.json",
-    log:
-        "logs/figures/{model}/evaluation/{figure}.log",
-    wildcard_constraints:
-        figure="|".join(FIGURE_INPUTS),
-    conda:
-        "../envs/transfer-neurons.yaml"
-    params:
-        settings=FIGURE_SETTINGS,
-    script:
-        "../scripts/figure_evaluation.py"
-
-
 rule summary_tables:
-    """The numbers the report quotes, as CSV tables."""
+    """The numbers the report quotes, as CSV tables (the table registry)."""
     input:
-        unpack(model_results),
+        unpack(summary_table_inputs),
     output:
-        tables=expand(
-            "reports/tables/{{model}}/{table}.csv", table=report_table_names()
-        ),
+        tables=expand("reports/tables/{{model}}/{table}.csv", table=SUMMARY_TABLES),
     log:
         "logs/summary_tables/{model}.log",
     conda:
         "../envs/transfer-neurons.yaml"
     params:
         settings=FIGURE_SETTINGS,
+        results=table_inputs(SUMMARY_TABLES),
     script:
         "../scripts/summary_tables.py"
 
@@ -44,12 +18,9 @@ rule summary_tables:
 rule report_html:
     """One HTML page with every figure, its caption and the measured numbers."""
     input:
-        detection=detection_figures(),
-        evaluation=[png for model in MODELS for png in evaluation_figures(model)],
+        figures=[png for model in MODELS for png in model_figures(model)],
         tables=expand(
-            "reports/tables/{model}/{table}.csv",
-            model=MODELS,
-            table=report_table_names(),
+            "reports/tables/{model}/{table}.csv", model=MODELS, table=SUMMARY_TABLES
         ),
     output:
         html="reports/report.html",
@@ -59,7 +30,7 @@ rule report_html:
         "../envs/transfer-neurons.yaml"
     params:
         models=MODELS,
-        tables=report_table_names(),
-        knn_metric=FIGURE_SETTINGS["knn_metric"],
+        tables=SUMMARY_TABLES,
+        settings=FIGURE_SETTINGS,
     script:
         "../scripts/report_html.py"

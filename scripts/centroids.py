@@ -3,7 +3,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")
-from transfer_neurons.detection import compute_centroids
+from transfer_neurons.detection.stages import compute_centroids
 from transfer_neurons.logs import logged_to
 
 with logged_to(snakemake.log[0]):

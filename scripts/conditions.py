@@ -3,7 +3,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")
-from transfer_neurons.evaluation_stages import make_conditions
+from transfer_neurons.evaluation.conditions import make_conditions
 from transfer_neurons.logs import logged_to
 
 with logged_to(snakemake.log[0]):

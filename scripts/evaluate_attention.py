@@ -3,8 +3,8 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")
-from transfer_neurons.evaluation import InterventionSettings
-from transfer_neurons.evaluation_stages import run_attention
+from transfer_neurons.evaluation.attention import run_attention
+from transfer_neurons.evaluation.conditions import InterventionSettings
 from transfer_neurons.logs import logged_to
 
 with logged_to(snakemake.log[0]):

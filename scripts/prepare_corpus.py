@@ -3,7 +3,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")
-from transfer_neurons.corpus import prepare_corpus
+from transfer_neurons.data.corpus import prepare_corpus
 from transfer_neurons.logs import logged_to
 
 with logged_to(snakemake.log[0]):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.logs import logged_to
-from transfer_neurons.models import prepare_model
+from transfer_neurons.model.loading import prepare_model
 
 with logged_to(snakemake.log[0]):
     prepare_model(snakemake.wildcards.model, snakemake.params.spec, Path(snakemake.output.manifest).parent)

@@ -1,6 +1,8 @@
 import pytest
 
 from tests.tiny import TINY_FAMILIES, tiny_model, tiny_tokenizer
+from transfer_neurons.model.adapters import adapter_for
+from transfer_neurons.model.loading import LoadedModel
 
 
 @pytest.fixture(params=sorted(TINY_FAMILIES))
@@ -16,3 +18,9 @@ def model(family):
 @pytest.fixture(scope="session")
 def tokenizer():
     return tiny_tokenizer()
+
+
+@pytest.fixture
+def loaded(model, tokenizer):
+    """The tiny model of one family with its tokenizer and adapter, as ``load_model`` returns them."""
+    return LoadedModel(model, tokenizer, adapter_for(model))

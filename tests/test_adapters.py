@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from transfer_neurons.adapters import UnsupportedArchitectureError, adapter_for
-from transfer_neurons.batching import tokenize
-from transfer_neurons.capture import capture_states
+from transfer_neurons.model.adapters import UnsupportedArchitectureError, adapter_for
+from transfer_neurons.model.batching import tokenize
+from transfer_neurons.model.hooks import capture_states
 
 SENTENCES = ["The cat sleeps on the sofa.", "猫はソファで寝ています。", "Waar is het station?"]
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from transfer_neurons.corpus import (
+from transfer_neurons.data.corpus import (
     CorpusError,
     assign_splits,
     load_file_pairs,
@@ -13,7 +13,7 @@ from transfer_neurons.corpus import (
     sentences,
     split_of,
 )
-from transfer_neurons.languages import UnknownLanguageError
+from transfer_neurons.data.languages import UnknownLanguageError
 
 BUILTIN = Path(__file__).resolve().parents[1] / "data" / "corpus" / "builtin"
 

@@ -1,10 +1,11 @@
 import numpy as np
 import torch
 
-from transfer_neurons.adapters import adapter_for
-from transfer_neurons.centroids import type1_centroids, type2_centroids
-from transfer_neurons.dumps import Dump, dump_activations, last_token_states
-from transfer_neurons.storage import ScaledArrayWriter, read_scaled
+from transfer_neurons.data.dumps import Dump, dump_activations, last_token_states
+from transfer_neurons.data.storage import ScaledArrayWriter, read_scaled
+from transfer_neurons.detection.centroids import type1_centroids, type2_centroids
+from transfer_neurons.model.adapters import adapter_for
+from transfer_neurons.model.hooks import capture_states
 
 SENTENCES = [f"Sentence number {i} is here." for i in range(11)]
 
@@ -20,12 +21,12 @@ def test_scaled_float16_keeps_values_beyond_float16_range(tmp_path):
     assert np.load(tmp_path / "x.npy").dtype == np.float16
 
 
-def test_dump_matches_a_direct_forward_pass(tmp_path, model, tokenizer):
-    adapter = adapter_for(model)
-    meta = dump_activations(model, tokenizer, adapter, SENTENCES, tmp_path, batch_size=4, max_tokens=5)
+def test_dump_matches_a_direct_forward_pass(tmp_path, loaded):
+    adapter = loaded.adapter
+    meta = dump_activations(loaded, SENTENCES, tmp_path, batch_size=4, max_tokens=5)
     assert meta["n_truncated"] == len(SENTENCES)  # every sentence is longer than 5 tokens
     dump = Dump(tmp_path)
-    direct, _ = last_token_states(model, tokenizer, adapter, SENTENCES, max_tokens=5)
+    direct, _ = last_token_states(loaded, SENTENCES, max_tokens=5)
     for layer in (0, adapter.facts.n_layers - 1):
         for name in ("layer_output", "residual_pre_mlp", "neuron_activations"):
             expected = getattr(direct, name)[layer].numpy()
@@ -41,8 +42,6 @@ def test_centroids_are_pair_average_and_target_mean():
 
 
 def test_capture_without_forward_pass_fails(model):
-    from transfer_neurons.capture import capture_states
-
     adapter = adapter_for(model)
     try:
         with capture_states(adapter):

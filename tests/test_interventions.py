@@ -4,10 +4,16 @@ import polars as pl
 import pytest
 import torch
 
-from transfer_neurons.adapters import adapter_for
-from transfer_neurons.batching import tokenize
-from transfer_neurons.conditions import build_conditions, condition_names, condition_neurons
-from transfer_neurons.interventions import scaled_neurons
+from transfer_neurons.evaluation.conditions import (
+    InterventionSettings,
+    build_conditions,
+    condition_names,
+    condition_neurons,
+)
+from transfer_neurons.evaluation.qa import answers_by_condition
+from transfer_neurons.model.adapters import adapter_for
+from transfer_neurons.model.batching import tokenize
+from transfer_neurons.model.hooks import scaled_neurons
 
 SENTENCES = ["The cat sleeps on the sofa.", "猫は寝ています。", "Dov'è la stazione?"]
 CHOSEN = {0: [1, 5, 7], 2: [0, 3]}
@@ -122,18 +128,14 @@ def test_conditions_have_matching_counts_and_exclude_transfer_neurons():
 
 
 @pytest.mark.parametrize("mode", ["prompt_last", "last"])
-def test_shared_prompt_prefix_gives_the_answers_of_full_generation(family, model, tokenizer, mode):
-    from transfer_neurons.evaluation import InterventionSettings, answers_by_condition
-
+def test_shared_prompt_prefix_gives_the_answers_of_full_generation(family, loaded, mode):
     prompts = ["Q: Where is the station?\nA:", "Q: 猫は?\nA:", "Q: Wie schreef Max Havelaar en waarom?\nA:"]
-    every_neuron = list(range(adapter_for(model).facts.d_mlp))
+    every_neuron = list(range(loaded.facts.d_mlp))
     neuron_sets = {"normal": {}, "amplified": {0: every_neuron, 1: every_neuron}}
     settings = InterventionSettings(positions=mode, factor=-40.0, batch_size=3, max_tokens=32)
 
     def answers(share_prefix):
-        return answers_by_condition(
-            model, tokenizer, adapter_for(model), prompts, neuron_sets, settings, 5, share_prefix=share_prefix
-        )
+        return answers_by_condition(loaded, prompts, neuron_sets, settings, 5, share_prefix=share_prefix)
 
     shared = answers(True)
     assert shared == answers(False)

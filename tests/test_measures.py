@@ -2,16 +2,13 @@ import numpy as np
 import pytest
 
 from tests.workflow_helpers import REPO
-from transfer_neurons.attention import entropy, jensen_shannon
-from transfer_neurons.qa import QADataError, best_f1, bootstrap_mean_ci, load_qa, normalize_answer, token_f1
-from transfer_neurons.similarity import (
-    centroid_similarity_matrix,
-    derangement,
-    mutual_knn_alignment,
-    paired_cosines,
-    pca_2d,
-)
-from transfer_neurons.specificity import eta_squared_anova
+from transfer_neurons.data.qa import QADataError, load_qa
+from transfer_neurons.evaluation.alignment import derangement, mutual_knn_alignment, paired_cosines
+from transfer_neurons.evaluation.answer_scoring import best_f1, normalize_answer, token_f1
+from transfer_neurons.evaluation.attention import entropy, jensen_shannon
+from transfer_neurons.evaluation.language_space import centroid_similarity_matrix, pca_2d
+from transfer_neurons.evaluation.specificity import eta_squared_anova
+from transfer_neurons.evaluation.statistics import bootstrap_mean_ci
 
 
 def test_mutual_knn_is_one_for_identical_spaces_and_low_for_unrelated():

@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from tests.tiny import save_tiny_model
-from transfer_neurons.models import ModelSourceError, load_model, prepare_model, source_kind
+from transfer_neurons.model.loading import ModelSourceError, load_model, model_source, prepare_model
 
 
 def test_local_directory_model_gets_a_manifest_with_facts(tmp_path):
@@ -12,8 +12,9 @@ def test_local_directory_model_gets_a_manifest_with_facts(tmp_path):
     manifest = prepare_model("tiny", {"path": str(model_dir)}, tmp_path / "out")
     assert manifest["facts"] == json.loads((tmp_path / "out/manifest.json").read_text())["facts"]
     assert manifest["facts"]["n_layers"] == 4
-    model, tokenizer, adapter = load_model(tmp_path / "out/manifest.json", device="cpu")
-    assert adapter.family == "llama"
+    loaded = load_model(tmp_path / "out/manifest.json", device="cpu")
+    assert loaded.adapter.family == "llama"
+    assert loaded.tokenizer is not None
     assert manifest["trust_remote_code"] is False
 
 
@@ -40,9 +41,9 @@ def test_missing_model_directory_is_named(tmp_path):
 
 def test_model_entry_needs_exactly_one_source():
     with pytest.raises(ModelSourceError, match="exactly one of"):
-        source_kind({"path": "a", "gguf": "b"})
+        model_source({"path": "a", "gguf": "b"})
     with pytest.raises(ModelSourceError, match="exactly one of"):
-        source_kind({"trust_remote_code": True})
+        model_source({"trust_remote_code": True})
 
 
 def test_moved_model_fails_with_a_clear_error(tmp_path):

@@ -14,7 +14,7 @@ import yaml
 from snakemake.utils import validate
 
 from tests.workflow_helpers import REPO, snakemake
-from transfer_neurons.outputs import FIGURE_INPUTS
+from transfer_neurons.reporting.figures import DETECTOR_SCOPE, MODEL_SCOPE, figures_of
 
 PAPER = REPO / "config" / "paper.yaml"
 PROFILE = REPO / "profiles" / "slurm"
@@ -29,8 +29,7 @@ EXPECTED_JOBS = {
     "dump_activations": MODELS * LANGUAGES * SPLITS,
     "centroids": MODELS * LANGUAGES,
     "score_neurons": MODELS * DETECTORS * LANGUAGES,
-    "figure_layer_distribution": MODELS * DETECTORS,
-    "figure_score_profile": MODELS * DETECTORS,
+    "figure_detection": MODELS * DETECTORS * len(figures_of(DETECTOR_SCOPE, DETECTORS)),
     "conditions": MODELS * LANGUAGES,
     "evaluate_states": MODELS * LANGUAGES,
     "evaluate_qa": MODELS * LANGUAGES,
@@ -38,7 +37,7 @@ EXPECTED_JOBS = {
     "language_space": MODELS,
     "language_specificity": MODELS,
     "detector_agreement": MODELS,
-    "figure_evaluation": MODELS * len(FIGURE_INPUTS),
+    "figure_evaluation": MODELS * len(figures_of(MODEL_SCOPE, DETECTORS)),
     "summary_tables": MODELS,
     "report_html": 1,
     "all": 1,

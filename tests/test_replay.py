@@ -2,45 +2,44 @@ import numpy as np
 import pytest
 import torch
 
-from transfer_neurons.adapters import adapter_for
-from transfer_neurons.batching import batches, decoder_forward, tokenize
-from transfer_neurons.dumps import last_token_states
-from transfer_neurons.evaluation import InterventionSettings, first_touched_layer, states_by_condition
-from transfer_neurons.interventions import scaled_neurons
-from transfer_neurons.replay import recording_layer_outputs, replaying_layer_outputs
-from transfer_neurons.similarity import derangement, row_cosines
+from transfer_neurons.data.dumps import last_token_states
+from transfer_neurons.evaluation.alignment import derangement, row_cosines
+from transfer_neurons.evaluation.conditions import InterventionSettings
+from transfer_neurons.evaluation.states import first_touched_layer, states_by_condition
+from transfer_neurons.model.batching import batches, decoder_forward, tokenize
+from transfer_neurons.model.hooks import recording_layer_outputs, replaying_layer_outputs, scaled_neurons
 
 SENTENCES = ["The cat sleeps on the sofa.", "猫は寝ています。", "Dov'è la stazione?", "Hallo"]
 
 
-def states_under(model, tokenizer, adapter, neurons, settings):
+def states_under(loaded, neurons, settings):
     """The reference: every layer computed, one condition at a time."""
     outputs, activations = [], []
     for _, chunk in batches(SENTENCES, settings.batch_size):
-        with scaled_neurons(adapter, neurons, settings.factor, settings.positions):
-            states, _ = last_token_states(model, tokenizer, adapter, chunk, settings.max_tokens)
+        with scaled_neurons(loaded.adapter, neurons, settings.factor, settings.positions):
+            states, _ = last_token_states(loaded, chunk, settings.max_tokens)
         outputs.append(states.layer_output.numpy())
         activations.append(states.neuron_activations.numpy())
     return np.concatenate(outputs, axis=1), np.concatenate(activations, axis=1)
 
 
 @pytest.mark.parametrize("positions", ["prompt", "last"])
-def test_replayed_layers_give_the_states_of_full_passes(model, tokenizer, positions):
-    adapter = adapter_for(model)
+def test_replayed_layers_give_the_states_of_full_passes(loaded, positions):
+    adapter = loaded.adapter
     last = adapter.facts.n_layers - 1
     neuron_sets = {"normal": {}, "early": {0: [1, 5], last: [2]}, "late": {last: [0, 3, 7]}, "middle": {1: [4]}}
     settings = InterventionSettings(positions=positions, factor=0.0, batch_size=3, max_tokens=32)
     pivot_activations = np.random.default_rng(0).normal(size=(last + 1, len(SENTENCES), adapter.facts.d_mlp))
-    replayed = states_by_condition(model, tokenizer, adapter, SENTENCES, neuron_sets, settings, pivot_activations)
+    replayed = states_by_condition(loaded, SENTENCES, neuron_sets, settings, pivot_activations)
     for name, neurons in neuron_sets.items():
-        outputs, activations = states_under(model, tokenizer, adapter, neurons, settings)
+        outputs, activations = states_under(loaded, neurons, settings)
         np.testing.assert_allclose(replayed[name].layer_output, outputs, atol=1e-5, rtol=1e-5)
         shifted = activations[:, derangement(len(SENTENCES))]
-        for kind, (pivot, target) in {
+        for pairing, (pivot, target) in {
             "parallel": (pivot_activations, activations),
             "non_parallel": (pivot_activations, shifted),
         }.items():
-            np.testing.assert_allclose(replayed[name].activation_cosines[kind].mean(axis=1),
+            np.testing.assert_allclose(replayed[name].activation_cosines[pairing].mean(axis=1),
                                        row_cosines(pivot, target).mean(axis=1), atol=1e-6)  # fmt: skip
     # The late condition changed the last layer only: the replay must not hide a real change.
     late, normal = replayed["late"].layer_output, replayed["normal"].layer_output
@@ -48,20 +47,20 @@ def test_replayed_layers_give_the_states_of_full_passes(model, tokenizer, positi
     np.testing.assert_array_equal(late[:last], normal[:last])
 
 
-def test_replay_skips_the_layer_computation_and_restores_it(model, tokenizer):
-    adapter = adapter_for(model)
+def test_replay_skips_the_layer_computation_and_restores_it(loaded):
+    model, tokenizer, adapter = loaded.model, loaded.tokenizer, loaded.adapter
     layer = adapter.layers()[0]
     calls = []
     handle = adapter.contribution_module(0).register_forward_hook(lambda *args: calls.append(1))
     try:
         with recording_layer_outputs(adapter) as recorded:
-            last_token_states(model, tokenizer, adapter, SENTENCES[:2], 32)
+            last_token_states(loaded, SENTENCES[:2], 32)
         assert len(calls) == 1
         with replaying_layer_outputs(adapter, {0: recorded[0]}), torch.no_grad():
             decoder_forward(model, tokenize(tokenizer, SENTENCES[:2], 32))
         assert len(calls) == 1  # layer 0's MLP did not run
         assert "forward" not in vars(layer)
-        last_token_states(model, tokenizer, adapter, SENTENCES[:2], 32)
+        last_token_states(loaded, SENTENCES[:2], 32)
         assert len(calls) == 2
     finally:
         handle.remove()

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from transfer_neurons.adapters import adapter_for
-from transfer_neurons.batching import tokenize
-from transfer_neurons.capture import capture_states
-from transfer_neurons.scoring import candidate_layers, centroid_scores, correlation_scores, resolve_top_n
+from transfer_neurons.detection.ranking import candidate_layers, resolve_top_n
+from transfer_neurons.detection.scoring import centroid_scores, correlation_scores
+from transfer_neurons.model.adapters import adapter_for
+from transfer_neurons.model.batching import tokenize
+from transfer_neurons.model.hooks import capture_states
 
 SENTENCES = ["The cat sleeps.", "猫は寝ています。", "De kat slaapt.", "고양이가 자요.", "Il gatto dorme.", "Where?"]
 

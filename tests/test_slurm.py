@@ -130,8 +130,8 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     requests = sbatch_requests(slurm_run.stdout + slurm_run.stderr)
     assert set(requests) == {
         "prepare_model", "prepare_corpus", "dump_activations", "centroids", "score_neurons",
-        "figure_layer_distribution", "figure_score_profile",
+        "figure_detection",
     }  # fmt: skip
     assert all("--gpus" not in options for options in requests.values())  # the config asks for no GPU
     assert MODEL_RULE_REQUEST.items() <= requests["dump_activations"].items()
-    assert DEFAULT_REQUEST.items() <= requests["figure_score_profile"].items()
+    assert DEFAULT_REQUEST.items() <= requests["figure_detection"].items()

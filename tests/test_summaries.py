@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from transfer_neurons.summaries import qa_summary, specificity_summary, with_group
+from transfer_neurons.reporting.summaries import qa_summary, specificity_summary, with_group
 
 
 def answers_table():

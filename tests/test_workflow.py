@@ -1,7 +1,6 @@
 """End-to-end: the Snakefile on a tiny model, then incremental reruns."""
 
 import json
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -72,7 +71,7 @@ def test_second_dry_run_plans_nothing(finished_run):
 
 def test_changing_one_language_reruns_only_its_descendants(finished_run):
     workdir = finished_run
-    corpus = Path(yaml.safe_load((workdir / "config.yaml").read_text())["corpus"]["sources"]["ja"]["path"])
+    corpus = workdir / yaml.safe_load((workdir / "config.yaml").read_text())["corpus"]["sources"]["ja"]["path"]
     original = corpus.read_text(encoding="utf-8")
     try:
         corpus.write_text(original + "s9999\tThe rain stopped at noon.\t雨は正午にやみました。\n", encoding="utf-8")
@@ -92,26 +91,29 @@ def test_changing_a_scoring_parameter_reruns_scoring_but_no_dump(finished_run):
     write_config(workdir, config)
     rules = planned_rules(workdir, "all")
     assert "score_neurons" in rules
-    assert {"figure_layer_distribution", "figure_score_profile"} <= rules
+    assert "figure_detection" in rules
     assert not rules & {"dump_activations", "prepare_corpus", "prepare_model", "centroids"}
 
 
 def test_a_single_figure_target_runs_alone(tmp_path):
     write_config(tmp_path, tiny_config(tmp_path))
-    rules = planned_rules(tmp_path, "reports/figures/tiny/centroid/score_profile.png")
-    assert "figure_layer_distribution" not in rules
-    assert "figure_score_profile" in rules
+    outputs = planned_outputs(tmp_path, "reports/figures/tiny/centroid/score_profile.png")
+    assert "reports/figures/tiny/centroid/score_profile.png, reports/figures/tiny/centroid/score_profile.vl.json" in (
+        outputs
+    )
+    assert not [output for output in outputs if "layer_distribution" in output or "/evaluation/" in output]
 
 
 def test_malformed_corpus_fails_with_its_location_and_leaves_no_output(tmp_path):
     config = tiny_config(tmp_path)
-    corpus = Path(config["corpus"]["sources"]["ja"]["path"])
+    corpus = tmp_path / config["corpus"]["sources"]["ja"]["path"]
     corpus.write_text(corpus.read_text(encoding="utf-8") + "s9999\tAn orphan sentence.\t   \n", encoding="utf-8")
     write_config(tmp_path, config)
     result = snakemake(tmp_path, "results/corpus/ja.parquet", check=False)
     assert result.returncode != 0
     log = (tmp_path / "logs/prepare_corpus/ja.log").read_text()
-    assert f"{corpus}: line 42: column 'ja': empty or whitespace-only sentence" in log
+    source = config["corpus"]["sources"]["ja"]["path"]  # errors name the file as the config does
+    assert f"{source}: line 42: column 'ja': empty or whitespace-only sentence" in log
     assert not (tmp_path / "results/corpus/ja.parquet").exists()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from tests.tiny import save_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 BUILTIN = REPO / "data" / "corpus" / "builtin"
+QA_SET = REPO / "data" / "qa" / "builtin_mkqa.jsonl"
+CONFIGS = REPO / "tests" / "configs"
 TINY_LANGUAGES = ("ja", "it")
 
 
@@ -24,44 +27,23 @@ def write_tiny_corpus(directory: Path, language: str, n_pairs: int = 40) -> Path
     return path
 
 
-def tiny_config(workdir: Path, family: str = "llama") -> dict:
-    model_dir = save_tiny_model(family, workdir / "tiny-model")
-    sources = {lang: {"path": str(write_tiny_corpus(workdir, lang))} for lang in TINY_LANGUAGES}
-    return {
-        "models": {"tiny": {"path": str(model_dir)}},
-        "pivot_language": "en",
-        "languages": list(TINY_LANGUAGES),
-        "corpus": {"test_percent": 30, "max_train": None, "max_test": None, "sources": sources},
-        "runtime": {"device": "cpu", "batch_size": 8, "max_tokens": 32, "threads": 2},
-        "detection": {
-            "detectors": ["centroid", "correlation"],
-            "type1_fraction": 0.5,
-            "top_n": 5,
-            "top_n_sweep": [5, "paper_fraction"],
-        },
-        "evaluation": {
-            "detector": "centroid",
-            "factor": 0.0,
-            "random_seeds": [0, 1],
-            "sweep_seeds": [0],
-            "layer_matched": True,
-            "states": {"positions": "prompt", "knn_k": [3]},
-            "qa": {
-                "source": {"path": str(REPO / "data" / "qa" / "builtin_mkqa.jsonl")},
-                "positions": "prompt_last",
-                "template": "Q: {question}\nA:",
-                "max_new_tokens": 3,
-                "batch_size": 8,
-                "limit": 10,
-                "kinds": ["normal", "transfer", "random"],
-                "include_sweep": True,
-            },
-            "attention": {"sentences": 4, "positions": "prompt"},
-            "language_space": {"pca_depths": [0.5, 1.0]},
-            "bootstrap_resamples": 200,
-        },
-        "resources": {"model_mem_mb": 1000, "model_runtime_min": 10, "gpus": 0},
-    }
+def prepare_workdir(workdir: Path, family: str = "llama") -> None:
+    """Write what the test configs point at: the tiny model, tiny corpora and the QA set."""
+    save_tiny_model(family, workdir / "tiny-model")
+    for lang in TINY_LANGUAGES:
+        write_tiny_corpus(workdir, lang)
+    shutil.copy(QA_SET, workdir / QA_SET.name)
+
+
+def load_test_config(name: str) -> dict:
+    """A config of ``tests/configs`` (each is validated by the workflow's schema in test_configs)."""
+    return yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+
+
+def tiny_config(workdir: Path, family: str = "llama", name: str = "tiny") -> dict:
+    """``tests/configs/{name}.yaml``, with the files it points at written to ``workdir``."""
+    prepare_workdir(workdir, family)
+    return load_test_config(name)
 
 
 def write_config(workdir: Path, config: dict) -> Path:

@@ -19,9 +19,10 @@ from pathlib import Path
 from benchmarks.forward import plain_forward
 from benchmarks.inputs import Bench, corpus_pairs
 from benchmarks.timing import Splits, split_timings, time_interleaved
-from transfer_neurons.centroids import centroids_from_dumps
-from transfer_neurons.detection import score_layers
-from transfer_neurons.dumps import Dump, dump_activations
+from transfer_neurons.data.dumps import Dump, dump_activations
+from transfer_neurons.detection.centroids import centroids_from_dumps
+from transfer_neurons.detection.detectors import detector
+from transfer_neurons.detection.stages import score_layers
 
 TARGET = 1.25
 PROFILE_ROWS = 10
@@ -34,9 +35,7 @@ def detection(bench: Bench, sides: dict[str, list[str]], directory: Path) -> Spl
     with splits.measure("dump"):
         for side, texts in sides.items():
             dump_activations(
-                bench.model,
-                bench.tokenizer,
-                bench.adapter,
+                bench.loaded,
                 texts,
                 directory / side,
                 batch_size=settings.batch_size,
@@ -46,7 +45,7 @@ def detection(bench: Bench, sides: dict[str, list[str]], directory: Path) -> Spl
     with splits.measure("centroids"):
         centroids = centroids_from_dumps(directory / "pivot", directory / "target")
     with splits.measure("scoring"):
-        score_layers(bench.adapter, Dump(directory / "target"), centroids, "centroid")
+        score_layers(bench.adapter, Dump(directory / "target"), centroids, detector("centroid"))
     return splits
 
 

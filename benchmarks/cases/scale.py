@@ -21,8 +21,8 @@ from benchmarks.forward import plain_forward, synchronize
 from benchmarks.inputs import Bench, sentence_pool, token_counts
 from benchmarks.naive import naive_centroid_scores
 from benchmarks.timing import Timing, time_repeated
-from transfer_neurons.scoring import centroid_scores
-from transfer_neurons.storage import ScaledArrayWriter, read_scaled
+from transfer_neurons.data.storage import ScaledArrayWriter, read_scaled
+from transfer_neurons.detection.scoring import centroid_scores
 
 
 @dataclass(frozen=True)

@@ -101,9 +101,7 @@ def compare_end_to_end(bench: Bench, sentences: list[str], problem: Problem, rep
     def straightforward():
         splits = Splits()
         with splits.measure("forward"):
-            residual, activations = batch1_states(
-                bench.model, bench.tokenizer, bench.adapter, subset, settings.max_tokens
-            )
+            residual, activations = batch1_states(bench.loaded, subset, settings.max_tokens)
         with splits.measure("scoring"):
             scores = problem.naive_scores(residual, activations)
         return scores, splits
@@ -111,9 +109,7 @@ def compare_end_to_end(bench: Bench, sentences: list[str], problem: Problem, rep
     def project():
         splits = Splits()
         with splits.measure("forward"):
-            inputs = batched_states(
-                bench.model, bench.tokenizer, bench.adapter, sentences, settings.batch_size, settings.max_tokens
-            )
+            inputs = batched_states(bench.loaded, sentences, settings.batch_size, settings.max_tokens)
         with splits.measure("scoring"):
             # Timed only: the agreement check below rescores the straightforward side's subset.
             problem.project_scores(inputs.residual, inputs.activations)
@@ -150,12 +146,8 @@ def compare_end_to_end(bench: Bench, sentences: list[str], problem: Problem, rep
 def run(bench: Bench) -> dict:
     settings = bench.settings
     pivot, target = corpus_pairs(settings.language, settings.scoring_sentences)
-    captured = batched_states(
-        bench.model, bench.tokenizer, bench.adapter, target, settings.batch_size, settings.max_tokens
-    )
-    pivot_states = batched_states(
-        bench.model, bench.tokenizer, bench.adapter, pivot, settings.batch_size, settings.max_tokens
-    )
+    captured = batched_states(bench.loaded, target, settings.batch_size, settings.max_tokens)
+    pivot_states = batched_states(bench.loaded, pivot, settings.batch_size, settings.max_tokens)
     facts = bench.adapter.facts
     problem = Problem(
         write_vectors=all_write_vectors(bench.adapter),

@@ -1,0 +1,122 @@
+"""The attention analysis: how the last token's attention per layer and head shifts under deactivation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from transfer_neurons.data.corpus import sentences
+from transfer_neurons.data.tidy import labelled
+from transfer_neurons.evaluation.conditions import (
+    InterventionSettings,
+    condition_info,
+    condition_names,
+    condition_neurons,
+)
+from transfer_neurons.model.batching import decoder_forward, tokenize
+from transfer_neurons.model.hooks import scaled_neurons
+from transfer_neurons.model.loading import LoadedModel, load_model
+from transfer_neurons.names import NEURON_TYPES, NORMAL, TARGET_SIDE, ConditionKind, condition_name
+
+
+def _clip(distribution: np.ndarray) -> np.ndarray:
+    return np.clip(distribution, 1e-12, None)
+
+
+def jensen_shannon(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """JS divergence (nats) between distributions along the last axis."""
+    middle = (p + q) / 2
+    kl_pm = (p * (np.log(_clip(p)) - np.log(_clip(middle)))).sum(-1)
+    kl_qm = (q * (np.log(_clip(q)) - np.log(_clip(middle)))).sum(-1)
+    return (kl_pm + kl_qm) / 2
+
+
+def entropy(p: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) along the last axis."""
+    return -(p * np.log(_clip(p))).sum(-1)
+
+
+def last_token_attention(loaded: LoadedModel, sentences: Sequence[str], max_tokens: int) -> np.ndarray:
+    """Attention of the last token over key positions: [layer, batch, head, pos] (left-padded)."""
+    batch = tokenize(loaded.tokenizer, sentences, max_tokens).to(loaded.device)
+    with torch.no_grad():
+        output = decoder_forward(loaded.model, batch, output_attentions=True)
+    if output.attentions is None or output.attentions[0] is None:
+        raise RuntimeError("the model returned no attention weights; load it with attn_implementation='eager'")
+    return torch.stack([layer[:, :, -1, :] for layer in output.attentions]).float().cpu().numpy()
+
+
+def evaluate_attention(
+    loaded: LoadedModel, sentences: Sequence[str], conditions: pl.DataFrame, settings: InterventionSettings
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per condition, layer and head: mean JS divergence from the normal pattern and mean entropy.
+
+    Also returns the head-averaged attention of the first sentence per condition (the example map).
+    """
+    names = condition_names(conditions)
+    patterns = {}
+    for condition in names:
+        neurons = condition_neurons(conditions, condition)
+        with scaled_neurons(loaded.adapter, neurons, settings.factor, settings.positions):
+            patterns[condition] = last_token_attention(loaded, sentences, settings.max_tokens)
+    normal = patterns[NORMAL]
+    rows = []
+    for condition, pattern in patterns.items():
+        divergence = jensen_shannon(pattern, normal).mean(axis=1)  # [layer, head]
+        spread = entropy(pattern).mean(axis=1)
+        for layer in range(divergence.shape[0]):
+            for head in range(divergence.shape[1]):
+                rows.append(
+                    {
+                        "condition": condition,
+                        "layer": layer,
+                        "head": head,
+                        "js_divergence": float(divergence[layer, head]),
+                        "entropy": float(spread[layer, head]),
+                    }
+                )
+    example = _example_attention(loaded.tokenizer, sentences[0], patterns, settings.max_tokens)
+    info = condition_info(conditions)
+    return pl.DataFrame(rows).join(info, on="condition", how="left"), example
+
+
+def _example_attention(tokenizer, sentence: str, patterns: dict[str, np.ndarray], max_tokens: int) -> pl.DataFrame:
+    ids = tokenize(tokenizer, [sentence], max_tokens).input_ids[0].tolist()
+    tokens = [tokenizer.decode([token_id]) for token_id in ids]
+    rows = []
+    for condition, pattern in patterns.items():
+        weights = pattern[:, 0, :, -len(ids) :].mean(axis=1)  # [layer, pos] of the first sentence
+        for layer in range(weights.shape[0]):
+            for position, token in enumerate(tokens):
+                rows.append(
+                    {
+                        "condition": condition,
+                        "layer": layer,
+                        "position": position,
+                        "token": f"{position}:{token}",
+                        "weight": float(weights[layer, position]),
+                    }
+                )
+    return pl.DataFrame(rows)
+
+
+def run_attention(
+    manifest: Path, corpus: Path, conditions: Path, settings: InterventionSettings, *, n_sentences: int,
+    seed: int, device: str, labels: dict,
+) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+    """Attention shift for normal, Type-1, Type-2 and the first random seed of each type."""
+    loaded = load_model(manifest, device, attn_implementation="eager")
+    target_sentences = sentences(pl.read_parquet(corpus), "test", TARGET_SIDE)[:n_sentences]
+    table = pl.read_parquet(conditions).filter(pl.col("condition").is_in(attention_conditions(seed)))
+    shifts, example = evaluate_attention(loaded, target_sentences, table, settings)
+    return labelled(shifts, **labels), labelled(example, **labels)
+
+
+def attention_conditions(seed: int) -> list[str]:
+    """Normal, each type's transfer neurons, and each type's random set of one seed."""
+    random_sets = [condition_name(ConditionKind.RANDOM, neuron_type, seed) for neuron_type in NEURON_TYPES]
+    return [NORMAL, *NEURON_TYPES, *random_sets]

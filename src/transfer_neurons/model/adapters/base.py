@@ -1,0 +1,113 @@
+"""The shared vocabulary for where the workflow reads and writes inside a decoder layer.
+
+Every family adapter answers the same four questions for each decoder layer ``l``:
+
+* ``layer_output``       [batch, pos, d_model]  the raw residual stream after the layer
+* ``mlp_contribution``   [batch, pos, d_model]  what the MLP adds to the residual stream
+* ``neuron_activations`` [batch, pos, d_mlp]    the input of the down projection
+* ``write_vectors``      [d_mlp, d_model]       what one unit of neuron ``i`` writes
+
+The residual stream before the MLP is always ``layer_output - mlp_contribution``; this
+definition holds for sequential and parallel blocks alike, so the maths downstream never
+branches on the family. The identity every adapter satisfies (tested per family) is::
+
+    mlp_contribution = write_scale * (neuron_activations @ write_vectors) + mlp_bias
+
+``write_scale`` is 1 except where a norm follows the MLP (Gemma), where it is the
+per-token ``1 / rms(m)`` of the un-normed MLP output ``m``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """Model facts the maths needs, checked on creation."""
+
+    family: str
+    n_layers: int
+    d_model: int
+    d_mlp: int
+    gated_mlp: bool
+    parallel_residual: bool
+    norm_after_mlp: bool
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "d_model", "d_mlp"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ModelFacts.{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def n_neurons(self) -> int:
+        return self.n_layers * self.d_mlp
+
+
+class FamilyAdapter:
+    """Base adapter: subclasses name the native module paths of one family."""
+
+    family: str = ""
+    gated_mlp: bool = True
+    norm_after_mlp: bool = False
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.config = model.config
+        self.facts = ModelFacts(
+            family=self.family,
+            n_layers=len(self.layers()),
+            d_model=self.config.hidden_size,
+            d_mlp=self.down_projection(0).in_features,
+            gated_mlp=self.gated_mlp,
+            parallel_residual=self.parallel_residual(),
+            norm_after_mlp=self.norm_after_mlp,
+        )
+
+    # --- native module paths (override per family) ---------------------------------
+    def layers(self) -> nn.ModuleList:
+        return self.model.model.layers
+
+    def down_projection(self, layer_index: int) -> nn.Linear:
+        """The linear map whose input is the neuron activations."""
+        return self.layers()[layer_index].mlp.down_proj
+
+    def contribution_module(self, layer_index: int) -> nn.Module:
+        """The module whose output is exactly what the MLP adds to the residual stream."""
+        return self.layers()[layer_index].mlp
+
+    def parallel_residual(self) -> bool:
+        return False
+
+    # --- derived quantities ---------------------------------------------------------
+    def write_vectors(self, layer_index: int) -> torch.Tensor:
+        """[d_mlp, d_model] float32: row i is what one unit of neuron i's activation writes."""
+        return self.down_projection(layer_index).weight.detach().float().T.contiguous()
+
+    def mlp_bias(self, layer_index: int) -> torch.Tensor | None:
+        bias = self.down_projection(layer_index).bias
+        return None if bias is None else bias.detach().float()
+
+    def write_scale(self, layer_index: int, contribution_input: torch.Tensor) -> torch.Tensor | None:
+        """Per-token factor on the neuron writes, given the contribution module's input.
+
+        ``None`` means 1 (no norm after the MLP).
+        """
+        return None
+
+    def first_positional(self, args: tuple, kwargs: dict) -> torch.Tensor:
+        """The contribution module's main input (hidden states), wherever it was passed."""
+        if args:
+            return args[0]
+        return kwargs.get("hidden_states", kwargs.get("x"))
+
+
+def effective_activations(neuron_activations, write_scale):
+    """Activations times the per-token write scale: the coefficients of the write vectors.
+
+    ``neuron_activations`` [..., d_mlp] and ``write_scale`` [...] (numpy or torch) -> [..., d_mlp].
+    """
+    return neuron_activations * write_scale[..., None]

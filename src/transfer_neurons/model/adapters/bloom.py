@@ -1,0 +1,22 @@
+"""BLOOM: non-gated GeLU MLP with biases, sequential residual.
+
+Native paths: ``transformer.h[l].mlp.{dense_h_to_4h, dense_4h_to_h}``. ``BloomMLP`` adds
+the residual itself, so the MLP's contribution is the output of ``dense_4h_to_h``
+(including its bias), not the output of ``mlp``.
+"""
+
+from transfer_neurons.model.adapters.base import FamilyAdapter
+
+
+class BloomAdapter(FamilyAdapter):
+    family = "bloom"
+    gated_mlp = False
+
+    def layers(self):
+        return self.model.transformer.h
+
+    def down_projection(self, layer_index: int):
+        return self.layers()[layer_index].mlp.dense_4h_to_h
+
+    def contribution_module(self, layer_index: int):
+        return self.down_projection(layer_index)

