@@ -26,8 +26,12 @@ EVALUATION = config["evaluation"]
 
 for _code in [config["pivot_language"], *LANGUAGES]:
     language(_code)  # fails early, naming the known codes
-for _name in [*DETECTORS, EVALUATION["detector"]]:
+for _name in DETECTORS:
     detector(_name)  # fails early, naming the registered detectors
+if EVALUATION["detector"] not in DETECTORS:
+    raise ValueError(
+        f"config: evaluation.detector {EVALUATION['detector']!r} must be one of detection.detectors {DETECTORS}"
+    )
 _missing_sources = sorted(set(LANGUAGES) - set(config["corpus"]["sources"]))
 if _missing_sources:
     raise ValueError(
@@ -81,6 +85,19 @@ def model_local_files(wildcards):
 def qa_source_file():
     source = EVALUATION["qa"]["source"]
     return [source["path"]] if "path" in source else []
+
+
+def top_lists_by_detector(wildcards):
+    """Every configured detector's top-N lists of one model, one input per detector."""
+    return {
+        name: expand(
+            rules.score_neurons.output.top,
+            model=wildcards.model,
+            detector=name,
+            lang=LANGUAGES,
+        )
+        for name in DETECTORS
+    }
 
 
 # --- evaluation -------------------------------------------------------------

@@ -41,19 +41,18 @@ rule score_neurons:
 
 
 rule detector_agreement:
-    """Overlap of the two detectors' top-N lists per layer."""
+    """Overlap of the reference detector's top-N lists with every other detector's, per layer."""
     input:
-        centroid=expand(
-            "results/{{model}}/neurons/centroid/{lang}.parquet", lang=LANGUAGES
-        ),
-        correlation=expand(
-            "results/{{model}}/neurons/correlation/{lang}.parquet", lang=LANGUAGES
-        ),
+        unpack(top_lists_by_detector),
     output:
         table="results/{model}/evaluation/detector_agreement.parquet",
     log:
         "logs/detector_agreement/{model}.log",
     conda:
         "../envs/transfer-neurons.yaml"
+    params:
+        reference=EVALUATION["detector"],
+        detectors=DETECTORS,
+        languages=LANGUAGES,
     script:
         "../scripts/detector_agreement.py"

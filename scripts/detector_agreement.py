@@ -1,4 +1,4 @@
-"""Rule detector_agreement: shared top-N neurons of the centroid and correlation detectors."""
+"""Rule detector_agreement: shared top-N neurons of the reference detector and every other one."""
 
 import sys
 
@@ -7,11 +7,9 @@ from transfer_neurons.detection.agreement import run_detector_agreement
 from transfer_neurons.logs import logged_to
 
 with logged_to(snakemake.log[0]):
-    languages = snakemake.config["languages"]
+    languages = snakemake.params.languages
+    detectors = snakemake.params.detectors
+    top_lists = {detector: dict(zip(languages, snakemake.input[detector], strict=True)) for detector in detectors}
     run_detector_agreement(
-        {
-            "centroid": dict(zip(languages, snakemake.input.centroid, strict=True)),
-            "correlation": dict(zip(languages, snakemake.input.correlation, strict=True)),
-        },
-        labels={"model": snakemake.wildcards.model},
+        snakemake.params.reference, top_lists, labels={"model": snakemake.wildcards.model}
     ).write_parquet(snakemake.output.table)

@@ -100,7 +100,7 @@ def top_table():
     for label, count in (("2", 2), ("4", 4)):
         for neuron_type, layers in (("type1", [0, 1]), ("type2", [2, 3])):
             for rank in range(count):
-                rows.append({"top_n_label": label, "top_n": count, "type": neuron_type,
+                rows.append({"top_n_label": label, "top_n": count, "neuron_type": neuron_type,
                              "layer": layers[rank % 2], "neuron": rank, "score": 1.0, "rank": rank + 1})  # fmt: skip
     return pl.DataFrame(rows)
 

@@ -35,8 +35,8 @@ def test_qa_summary_averages_seeds_and_pairs_the_difference():
 
 
 def test_specificity_shares():
-    table = pl.DataFrame({"model": "m", "language": "ja", "type": ["type1", "type1", "type2", "type2"],
+    table = pl.DataFrame({"model": "m", "language": "ja", "neuron_type": ["type1", "type1", "type2", "type2"],
                           "eta_squared": [0.05, 0.2, 0.3, 0.5], "p_value": [0.5, 0.01, 0.01, 0.01]})  # fmt: skip
     summary = specificity_summary(table)
-    shares = dict(zip(summary["type"], summary["share_eta_0.1_p_0.05"], strict=True))
+    shares = dict(zip(summary["neuron_type"], summary["share_eta_0.1_p_0.05"], strict=True))
     assert shares == {"type1": 0.5, "type2": 1.0}

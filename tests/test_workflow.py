@@ -31,12 +31,12 @@ def test_workflow_writes_scores_top_lists_and_figures(finished_run):
             assert scores.height == 2 * 4 * 48  # both types, every neuron of every layer
             assert set(scores["language"]) == {lang}
             candidates = scores.filter(pl.col("candidate"))
-            assert sorted(candidates.filter(pl.col("type") == "type1")["layer"].unique()) == [0, 1]
+            assert sorted(candidates.filter(pl.col("neuron_type") == "type1")["layer"].unique()) == [0, 1]
             top = pl.read_parquet(workdir / f"results/tiny/neurons/{detector}/{lang}.parquet")
             five = top.filter(pl.col("top_n_label") == "5")
-            assert five.group_by("type").len()["len"].to_list() == [5, 5]
-            best = candidates.filter(pl.col("type") == "type1").sort("score", descending=True).head(5)
-            assert five.filter(pl.col("type") == "type1")["neuron"].to_list() == best["neuron"].to_list()
+            assert five.group_by("neuron_type").len()["len"].to_list() == [5, 5]
+            best = candidates.filter(pl.col("neuron_type") == "type1").sort("score", descending=True).head(5)
+            assert five.filter(pl.col("neuron_type") == "type1")["neuron"].to_list() == best["neuron"].to_list()
         for figure in ("layer_distribution", "score_profile"):
             png = workdir / f"reports/figures/tiny/{detector}/{figure}.png"
             assert png.read_bytes()[:8] == PNG_SIGNATURE
@@ -57,6 +57,9 @@ def test_workflow_evaluates_every_condition_and_writes_the_report(finished_run):
     assert "layer_matched" not in set(answers["kind"])  # not in qa.kinds
     specificity = pl.read_parquet(workdir / "results/tiny/evaluation/specificity.parquet")
     assert specificity["eta_squared"].is_between(0, 1).all()
+    agreement = pl.read_parquet(workdir / "results/tiny/evaluation/detector_agreement.parquet")
+    assert set(agreement["reference"]) == {"centroid"} and set(agreement["detector"]) == {"correlation"}
+    assert (agreement["shared"] <= agreement["n_reference"]).all()
     space = pl.read_parquet(workdir / "results/tiny/evaluation/language_space.parquet")
     assert set(space["language_a"]) == {"en", "ja", "it"}
     report = (workdir / "reports/report.html").read_text()

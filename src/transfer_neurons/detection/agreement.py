@@ -1,30 +1,46 @@
-"""Agreement between detectors: how many top-N neurons two detectors share, per layer."""
+"""Agreement between detectors: how many of one detector's top-N neurons another detector also finds.
+
+The reference is the detector whose lists the evaluations use (``evaluation.detector``); every
+other configured detector is compared with it, per language, top-N label, neuron type and layer.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
 
 from transfer_neurons.data.tidy import labelled
 
+GROUP = ["top_n_label", "neuron_type", "layer"]
 
-def run_detector_agreement(top_by_detector: dict[str, dict[str, Path]], *, labels: dict) -> pl.DataFrame:
-    """Per language, type, N and layer: how many top-N neurons the two detectors share."""
-    (name_a, paths_a), (name_b, paths_b) = list(top_by_detector.items())[:2]
+
+def top_n_agreement(reference: pl.DataFrame, other: pl.DataFrame) -> pl.DataFrame:
+    """Per top-N label, type and layer: neurons in the reference's lists, in the other's, and in both."""
+    reference, other = (table.select(*GROUP, "neuron") for table in (reference, other))
+    shared = reference.join(other, on=[*GROUP, "neuron"], how="inner").group_by(GROUP).len("shared")
+    return (
+        reference.group_by(GROUP)
+        .len("n_reference")
+        .join(other.group_by(GROUP).len("n_other"), on=GROUP, how="full", coalesce=True)
+        .join(shared, on=GROUP, how="left")
+        .fill_null(0)
+    )
+
+
+def run_detector_agreement(
+    reference: str, top_lists: Mapping[str, Mapping[str, Path]], *, labels: dict
+) -> pl.DataFrame:
+    """``top_lists[detector][language]`` -> one row per other detector, language, label, type and layer."""
     frames = []
-    for lang in paths_a:
-        tables = [pl.read_parquet(paths_a[lang]), pl.read_parquet(paths_b[lang])]
-        keys = ["top_n_label", "type", "layer", "neuron"]
-        a, b = (table.select(keys) for table in tables)
-        shared = a.join(b, on=keys, how="inner").group_by("top_n_label", "type", "layer").len("shared")
-        counts_a = a.group_by("top_n_label", "type", "layer").len(f"n_{name_a}")
-        counts_b = b.group_by("top_n_label", "type", "layer").len(f"n_{name_b}")
-        merged = (
-            counts_a.join(counts_b, on=["top_n_label", "type", "layer"], how="full", coalesce=True)
-            .join(shared, on=["top_n_label", "type", "layer"], how="left")
-            .fill_null(0)
-            .with_columns(pl.lit(lang).alias("language"))
-        )
-        frames.append(merged)
-    return labelled(pl.concat(frames).sort("language", "top_n_label", "type", "layer"), **labels)
+    for other, paths in top_lists.items():
+        if other == reference:
+            continue
+        for lang, path in paths.items():
+            counts = top_n_agreement(pl.read_parquet(top_lists[reference][lang]), pl.read_parquet(path))
+            frames.append(counts.with_columns(pl.lit(other).alias("detector"), pl.lit(lang).alias("language")))
+    table = pl.concat(frames).select("detector", "language", *GROUP, "n_reference", "n_other", "shared")
+    return labelled(
+        table.sort("detector", "language", *GROUP).with_columns(pl.lit(reference).alias("reference")), **labels
+    )

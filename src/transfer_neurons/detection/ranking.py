@@ -40,25 +40,27 @@ def rank_candidates(scores: pl.DataFrame, type1_fraction: float, n_layers: int) 
     candidates = candidate_layers(n_layers, type1_fraction)
     flagged = pl.concat(
         [
-            scores.filter(pl.col("type") == neuron_type).with_columns(pl.col("layer").is_in(layers).alias("candidate"))
+            scores.filter(pl.col("neuron_type") == neuron_type).with_columns(
+                pl.col("layer").is_in(layers).alias("candidate")
+            )
             for neuron_type, layers in candidates.items()
         ]
     )
     ranked = flagged.with_columns(
         pl.when(pl.col("candidate"))
-        .then(pl.col("score").rank(method="ordinal", descending=True).over(["type", "candidate"]))
+        .then(pl.col("score").rank(method="ordinal", descending=True).over(["neuron_type", "candidate"]))
         .otherwise(None)
         .cast(pl.Int32)
         .alias("rank")
     )
-    return ranked.sort("type", "layer", "neuron")
+    return ranked.sort("neuron_type", "layer", "neuron")
 
 
 def top_n_lists(ranked: pl.DataFrame, top_n_labels: list) -> pl.DataFrame:
     """One row per (top-N label, type, neuron in that top-N)."""
     frames = []
     for neuron_type in NEURON_TYPES:
-        of_type = ranked.filter((pl.col("type") == neuron_type) & pl.col("candidate"))
+        of_type = ranked.filter((pl.col("neuron_type") == neuron_type) & pl.col("candidate"))
         for label in top_n_labels:
             n = resolve_top_n(label, of_type.height)
             frames.append(
@@ -66,4 +68,4 @@ def top_n_lists(ranked: pl.DataFrame, top_n_labels: list) -> pl.DataFrame:
                 .sort("rank")
                 .with_columns(pl.lit(str(label)).alias("top_n_label"), pl.lit(n, dtype=pl.Int32).alias("top_n"))
             )
-    return pl.concat(frames).select("top_n_label", "top_n", "type", "layer", "neuron", "score", "rank")
+    return pl.concat(frames).select("top_n_label", "top_n", "neuron_type", "layer", "neuron", "score", "rank")

@@ -46,7 +46,7 @@ def score_layers(adapter, target_dump: Dump, centroids: dict[str, np.ndarray], s
             frames.append(
                 pl.DataFrame(
                     {
-                        "type": neuron_type,
+                        "neuron_type": neuron_type,
                         "layer": np.full(values.shape[0], layer, dtype=np.int32),
                         "neuron": np.arange(values.shape[0], dtype=np.int32),
                         "score": values,

@@ -84,7 +84,7 @@ def build_conditions(
         is_main = label == main_label
         suffix = sweep_suffix(label, main_label)
         for neuron_type in NEURON_TYPES:
-            chosen = at_label.filter(pl.col("type") == neuron_type)
+            chosen = at_label.filter(pl.col("neuron_type") == neuron_type)
             count = chosen.height
             frames.append(
                 _rows(

@@ -45,13 +45,13 @@ def run_specificity(
     frames = []
     for lang, top_path in top_lists.items():
         top = pl.read_parquet(top_path).filter(pl.col("top_n_label") == str(main_label))
-        for (neuron_type, layer), group in top.group_by("type", "layer", maintain_order=True):
+        for (neuron_type, layer), group in top.group_by("neuron_type", "layer", maintain_order=True):
             neurons = group["neuron"].to_numpy()
             activations = np.concatenate(
                 [dump.layer("neuron_activations", layer)[:, neurons] for dump in sources.values()]
             )
             language_labels = np.concatenate([[name] * dump.meta["n_sentences"] for name, dump in sources.items()])
             eta, p_value = eta_squared_anova(activations, language_labels)
-            frames.append(pl.DataFrame({"language": lang, "type": neuron_type, "layer": layer,
+            frames.append(pl.DataFrame({"language": lang, "neuron_type": neuron_type, "layer": layer,
                                         "neuron": neurons, "eta_squared": eta, "p_value": p_value}))  # fmt: skip
     return labelled(pl.concat(frames), **labels)

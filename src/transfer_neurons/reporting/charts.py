@@ -49,8 +49,8 @@ def layer_distribution_chart(counts: pl.DataFrame, title: str) -> alt.FacetChart
         .encode(
             x=alt.X("layer:O", title="layer"),
             y=alt.Y("neurons:Q", title="top-N neurons"),
-            color=alt.Color("type:N", scale=type_scale(), title="neuron type"),
-            tooltip=["language:N", "type:N", "layer:O", "neurons:Q"],
+            color=alt.Color("neuron_type:N", scale=type_scale(), title="neuron type"),
+            tooltip=["language:N", "neuron_type:N", "layer:O", "neurons:Q"],
         )
         .properties(width=320, height=140)
         .facet(row=alt.Row("language:N", title=None))
@@ -72,10 +72,10 @@ def score_profile_chart(profile: pl.DataFrame, title: str) -> alt.FacetChart:
                 scale=alt.Scale(domain=[True, False], range=[[1, 0], [4, 3]]),
                 title="candidate layer",
             ),
-            tooltip=["language:N", "type:N", "layer:Q", "top_score:Q"],
+            tooltip=["language:N", "neuron_type:N", "layer:Q", "top_score:Q"],
         )
         .properties(width=320, height=180)
-        .facet(column=alt.Column("type:N", title=None))
+        .facet(column=alt.Column("neuron_type:N", title=None))
         .resolve_scale(y="independent")
         .properties(title=title)
     )
@@ -169,15 +169,15 @@ def language_pca_chart(projection: pl.DataFrame, title: str) -> alt.FacetChart:
 def specificity_chart(summary: pl.DataFrame, title: str) -> alt.FacetChart:
     """Share of language-specific neurons (eta^2 thresholds) among Type-1 and Type-2 neurons."""
     long = summary.unpivot(
-        index=["language", "type"], on=["share_eta_0.1_p_0.05", "share_eta_0.25"], variable_name="criterion"
+        index=["language", "neuron_type"], on=["share_eta_0.1_p_0.05", "share_eta_0.25"], variable_name="criterion"
     )
     return (
         alt.Chart(long)
         .mark_bar()
         .encode(
-            x=alt.X("type:N", title=None),
+            x=alt.X("neuron_type:N", title=None),
             y=alt.Y("value:Q", title="share of top-N neurons", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("type:N", scale=type_scale()),
+            color=alt.Color("neuron_type:N", scale=type_scale()),
             column=alt.Column("language:N", title=None),
             row=alt.Row("criterion:N", title=None),
         )
@@ -220,18 +220,27 @@ def attention_example_chart(example: pl.DataFrame, title: str) -> alt.FacetChart
 
 
 def detector_agreement_chart(agreement: pl.DataFrame, title: str) -> alt.FacetChart:
-    """Per layer: top-N neurons found by the centroid detector and how many the correlation one shares."""
-    long = agreement.unpivot(index=["language", "type", "layer"], on=["n_centroid", "shared"], variable_name="count")
+    """Per layer: the reference detector's top-N neurons and how many each other detector shares."""
+    reference = agreement.group_by("language", "neuron_type", "layer").agg(pl.col("n_reference").first().alias("value"))
+    shared = agreement.select(
+        "language",
+        "neuron_type",
+        "layer",
+        pl.col("shared").alias("value"),
+        ("shared with " + pl.col("detector")).alias("count"),
+    )
+    long = pl.concat([reference.with_columns(pl.lit("top-N of the reference").alias("count")), shared], how="diagonal")
     return (
         alt.Chart(long)
         .mark_bar(opacity=0.8)
         .encode(
             x=alt.X("layer:O"),
             y=alt.Y("value:Q", title="neurons", stack=None),
-            color=alt.Color("count:N", scale=alt.Scale(range=["#bbbbbb", "#1b9e77"])),
+            color=alt.Color("count:N", scale=alt.Scale(range=["#1b9e77", "#7570b3", "#e7298a", "#bbbbbb"])),
+            tooltip=["language:N", "neuron_type:N", "layer:O", "count:N", "value:Q"],
         )
         .properties(width=260, height=110)
-        .facet(row=alt.Row("language:N", title=None), column=alt.Column("type:N", title=None))
+        .facet(row=alt.Row("language:N", title=None), column=alt.Column("neuron_type:N", title=None))
         .properties(title=title)
     )
 

@@ -79,7 +79,7 @@ def layer_distribution_table(results: Results, context: FigureContext) -> pl.Dat
 
 
 def layer_distribution_title(results: Results, context: FigureContext) -> str:
-    sizes = main_top_neurons(results, context).select("type", "top_n").unique().sort("type")
+    sizes = main_top_neurons(results, context).select("neuron_type", "top_n").unique().sort("neuron_type")
     listed = ", ".join(f"{neuron_type} {n}" for neuron_type, n in sizes.iter_rows())
     return f"{context.model}: layers of the top-N transfer neurons (N: {listed})"
 
@@ -226,8 +226,8 @@ FIGURES: dict[str, Figure] = {
                 pl.col("top_n_label") == str(context.settings.main_label)
             ),
             charts.detector_agreement_chart,
-            "Beyond the paper: how many of the centroid detector's top-N neurons the correlation "
-            "detector also finds, per layer.",
+            "Beyond the paper: how many of the reference detector's top-N neurons (the one the "
+            "evaluations use) each other configured detector also finds, per layer.",
             measured.agreement_measured,
             min_detectors=2,
         ),

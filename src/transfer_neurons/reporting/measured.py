@@ -53,7 +53,7 @@ def knn_measured(tables: Tables, context: FigureContext) -> str:
 def detection_measured(tables: Tables, context: FigureContext) -> str:
     rows = tables["detection_summary"].filter(pl.col("detector") == context.detector)
     parts = [
-        f"{row['language']} {row['type']}: N = {row['top_n']}, median layer {row['median_layer']:.0f}"
+        f"{row['language']} {row['neuron_type']}: N = {row['top_n']}, median layer {row['median_layer']:.0f}"
         for row in rows.iter_rows(named=True)
     ]
     return "This run: " + "; ".join(parts) + "."
@@ -97,12 +97,11 @@ def attention_measured(tables: Tables, context: FigureContext) -> str:
 
 
 def agreement_measured(tables: Tables, context: FigureContext) -> str:
-    table = tables["agreement_summary"]
     parts = [
-        f"{row['type']}: {row['shared_share']:.2f} of the centroid detector's top-N"
-        for row in table.iter_rows(named=True)
+        f"{row['detector']}, {row['neuron_type']}: {row['shared_share']:.2f} of the {row['reference']} detector's top-N"
+        for row in tables["agreement_summary"].iter_rows(named=True)
     ]
-    return "This run, share also found by the correlation detector: " + "; ".join(parts) + "."
+    return "This run, share also found by the other detector: " + "; ".join(parts) + "."
 
 
 def dose_measured(tables: Tables, context: FigureContext) -> str:
@@ -126,10 +125,12 @@ def pca_measured(tables: Tables, context: FigureContext) -> str:
 
 def specificity_measured(tables: Tables, context: FigureContext) -> str:
     summary = tables["specificity_summary"]
-    by_type = summary.group_by("type").agg(pl.col("share_eta_0.1_p_0.05").mean(), pl.col("share_eta_0.25").mean())
+    by_type = summary.group_by("neuron_type").agg(
+        pl.col("share_eta_0.1_p_0.05").mean(), pl.col("share_eta_0.25").mean()
+    )
     parts = [
-        f"{row['type']}: {row['share_eta_0.1_p_0.05']:.2f} with eta^2 > 0.1 and p < 0.05, "
+        f"{row['neuron_type']}: {row['share_eta_0.1_p_0.05']:.2f} with eta^2 > 0.1 and p < 0.05, "
         f"{row['share_eta_0.25']:.2f} with eta^2 > 0.25"
-        for row in by_type.sort("type").iter_rows(named=True)
+        for row in by_type.sort("neuron_type").iter_rows(named=True)
     ]
     return "This run (mean over languages): " + "; ".join(parts) + "."

@@ -27,15 +27,15 @@ DOSE_KINDS = [ConditionKind.TRANSFER.value, ConditionKind.RANDOM.value]  # the k
 def layer_counts(top_neurons: pl.DataFrame, n_layers: int) -> pl.DataFrame:
     """Neurons per (language, type, layer), with explicit zeros for every layer."""
     grid = (
-        top_neurons.select("language", "type")
+        top_neurons.select("language", "neuron_type")
         .unique()
         .join(pl.DataFrame({"layer": list(range(n_layers))}, schema={"layer": pl.Int32}), how="cross")
     )
-    counts = top_neurons.group_by("language", "type", "layer").len("neurons")
+    counts = top_neurons.group_by("language", "neuron_type", "layer").len("neurons")
     return (
-        grid.join(counts, on=["language", "type", "layer"], how="left")
+        grid.join(counts, on=["language", "neuron_type", "layer"], how="left")
         .with_columns(pl.col("neurons").fill_null(0))
-        .sort("language", "type", "layer")
+        .sort("language", "neuron_type", "layer")
     )
 
 
@@ -43,9 +43,9 @@ def per_layer_profile(scores: pl.DataFrame, top_k: int = PER_LAYER_TOP_K) -> pl.
     """Mean score of each layer's ``top_k`` highest-scoring neurons, per language and type."""
     return (
         scores.sort("score", descending=True)
-        .group_by("language", "type", "layer")
+        .group_by("language", "neuron_type", "layer")
         .agg(pl.col("score").head(top_k).mean().alias("top_score"), pl.col("candidate").first())
-        .sort("language", "type", "layer")
+        .sort("language", "neuron_type", "layer")
     )
 
 
@@ -53,14 +53,14 @@ def detection_summary(neurons: pl.DataFrame, main_label: str) -> pl.DataFrame:
     """Per detector, language and type: N and where the top-N neurons sit."""
     return (
         neurons.filter(pl.col("top_n_label") == str(main_label))
-        .group_by("detector", "language", "type")
+        .group_by("detector", "language", "neuron_type")
         .agg(
             pl.col("top_n").first(),
             pl.col("layer").median().alias("median_layer"),
             pl.col("layer").min().alias("min_layer"),
             pl.col("layer").max().alias("max_layer"),
         )
-        .sort("detector", "language", "type")
+        .sort("detector", "language", "neuron_type")
     )
 
 
@@ -167,14 +167,14 @@ def language_space_summary(similarity: pl.DataFrame) -> pl.DataFrame:
 def specificity_summary(table: pl.DataFrame) -> pl.DataFrame:
     """Share of top-N neurons with eta^2 > 0.1 and p < 0.05, and with eta^2 > 0.25, per language and type."""
     return (
-        table.group_by("model", "language", "type")
+        table.group_by("model", "language", "neuron_type")
         .agg(
             pl.len().alias("neurons"),
             ((pl.col("eta_squared") > 0.1) & (pl.col("p_value") < 0.05)).mean().alias("share_eta_0.1_p_0.05"),
             (pl.col("eta_squared") > 0.25).mean().alias("share_eta_0.25"),
             pl.col("eta_squared").median().alias("median_eta_squared"),
         )
-        .sort("model", "language", "type")
+        .sort("model", "language", "neuron_type")
     )
 
 
@@ -208,9 +208,10 @@ def dose_response(metrics: pl.DataFrame, answers: pl.DataFrame | None, knn_metri
 
 
 def agreement_summary(agreement: pl.DataFrame, main_label: str) -> pl.DataFrame:
+    """Per other detector and type: the share of the reference detector's top-N it also finds."""
     return (
         agreement.filter(pl.col("top_n_label") == str(main_label))
-        .group_by("type")
-        .agg((pl.col("shared").sum() / pl.col("n_centroid").sum()).alias("shared_share"))
-        .sort("type")
+        .group_by("reference", "detector", "neuron_type")
+        .agg((pl.col("shared").sum() / pl.col("n_reference").sum()).alias("shared_share"))
+        .sort("reference", "detector", "neuron_type")
     )
