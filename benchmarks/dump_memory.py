@@ -67,12 +67,14 @@ def peak_rss_mib() -> float:
     return status_mib().get("VmHWM", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def measure(manifest: Path, n_sentences: int, batch_size: int, max_tokens: int, device: str, directory: Path) -> dict:
+def measure(
+    manifest: Path, n_sentences: int, batch_size: int, max_batch_tokens: int, device: str, directory: Path
+) -> dict:
     with PeakSampler() as sampler:
         loaded = load_model(manifest, device)
         after_load = status_mib().get("VmRSS")
         sentences = cycled(sentence_pool(), n_sentences)
-        dump_activations(loaded, sentences, directory, batch_size=batch_size, max_tokens=max_tokens)
+        dump_activations(loaded, sentences, directory, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
     return {
         "sentences": n_sentences,
         "peak_rss_mib": peak_rss_mib(),
@@ -88,11 +90,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--sentences", type=int, required=True)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--max-batch-tokens", type=int, default=4096)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="benchmark-dump-") as directory:
-        result = measure(args.manifest, args.sentences, args.batch_size, args.max_tokens, args.device, Path(directory))
+        result = measure(
+            args.manifest, args.sentences, args.batch_size, args.max_batch_tokens, args.device, Path(directory)
+        )
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.settings import CORPUS_DIR, QA_PATH, Settings
+from benchmarks.settings import CORPUS_DIR, Settings, configured_qa
 from transfer_neurons.data.corpus import load_file_pairs
+from transfer_neurons.data.qa import load_qa, question_of
 from transfer_neurons.model.adapters import FamilyAdapter
+from transfer_neurons.model.batching import length_sorted_batches, token_lengths
 from transfer_neurons.model.loading import LoadedModel, load_model
 
 PIVOT = "en"
@@ -79,23 +80,31 @@ def cycled(pool: list[str], n: int) -> list[str]:
     return list(itertools.islice(itertools.cycle(pool), n))
 
 
-def qa_prompts(n: int, qa_path: Path = QA_PATH) -> list[str]:
-    """``n`` short QA prompts, the questions' languages taken in turn (en, ja, nl, ko, it, en, ...)."""
-    records = [json.loads(line) for line in qa_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    languages = (PIVOT, *BUILTIN_LANGUAGES)
-    prompts = []
-    for index in range(n):
-        record = records[index % len(records)]
-        question = record["queries"][languages[index % len(languages)]]
-        prompts.append(f"Q: {question}\nA:")
-    return prompts
+def qa_prompts(n: int, qa: dict | None = None) -> list[str]:
+    """``n`` QA prompts in the workflow's template, the questions' languages taken in turn (en, ja, nl, ko, it, en, ...).
+
+    ``qa`` is the workflow's ``evaluation.qa`` section (default: the config's); its source is
+    read with the workflow's loader, so only questions it would ask are asked.
+    """
+    qa = configured_qa() if qa is None else qa
+    languages = [PIVOT, *BUILTIN_LANGUAGES]
+    records = load_qa(qa["source"], languages)
+    if not records:
+        raise ValueError(f"no QA question in {qa['source']} has a short answer in {', '.join(languages)}")
+    return [
+        qa["template"].format(question=question_of(records[index % len(records)], languages[index % len(languages)]))
+        for index in range(n)
+    ]
 
 
-def token_counts(tokenizer, sentences: list[str], batch_size: int, max_tokens: int) -> dict[str, float]:
-    """Mean real and mean padded tokens per sentence when batched as the workflow batches them."""
-    lengths = np.array([min(len(ids), max_tokens) for ids in tokenizer(list(sentences))["input_ids"]])
+def token_counts(
+    tokenizer, sentences: list[str], batch_size: int, max_batch_tokens: int | None = None
+) -> dict[str, float]:
+    """Mean real and mean padded tokens per sentence in the workflow's length-sorted batches."""
+    lengths = token_lengths(tokenizer, sentences)
     # Left padding makes every row of a batch as long as its longest sentence.
     padded = sum(
-        chunk.max() * len(chunk) for chunk in np.array_split(lengths, range(batch_size, len(lengths), batch_size))
+        max(lengths[row] for row in rows) * len(rows)
+        for rows in length_sorted_batches(lengths, batch_size, max_batch_tokens)
     )
-    return {"real": float(lengths.mean()), "padded": float(padded / len(lengths))}
+    return {"real": float(np.mean(lengths)), "padded": padded / len(lengths)}

@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def warm_up(bench: Bench) -> None:
     """One batched forward pass off the clock: first calls pay for allocation and kernel selection."""
     sentences = sentence_pool()[: bench.settings.batch_size]
-    plain_forward(bench.model, bench.tokenizer, sentences, bench.settings.batch_size, bench.settings.max_tokens)
+    plain_forward(bench.model, bench.tokenizer, sentences, bench.settings.batch_size)
 
 
 def run_cases(bench: Bench, names: list[str]) -> tuple[dict, dict]:

@@ -5,6 +5,7 @@ rule dump_activations:
         corpus="results/corpus/{lang}.parquet",
     output:
         dump=directory("results/{model}/activations/{lang}/{split}"),
+        pairs="results/{model}/activations/{lang}/{split}.pairs.parquet",
     log:
         "logs/dump_activations/{model}/{lang}/{split}.log",
     benchmark:
@@ -18,6 +19,7 @@ rule dump_activations:
         gpu=config["resources"]["gpus"],
     params:
         batch_size=config["runtime"]["batch_size"],
+        max_batch_tokens=config["runtime"]["max_batch_tokens"],
         max_tokens=config["runtime"]["max_tokens"],
         device=config["runtime"]["device"],
     script:

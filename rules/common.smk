@@ -112,12 +112,13 @@ def top_list(wildcards):
 
 
 def intervention_settings(section, batch_size=None):
-    """Positions, factor and batching of one evaluation section, as a params dict."""
+    """Factor, batching and (where a section has one mode) positions of one evaluation section."""
+    positions = EVALUATION[section]["positions"]
     return {
-        "positions": EVALUATION[section]["positions"],
         "factor": EVALUATION["factor"],
         "batch_size": batch_size or config["runtime"]["batch_size"],
-        "max_tokens": config["runtime"]["max_tokens"],
+        "max_batch_tokens": config["runtime"]["max_batch_tokens"],
+        **({"positions": positions} if isinstance(positions, str) else {}),
     }
 
 
@@ -125,6 +126,8 @@ def intervention_settings(section, batch_size=None):
 def result_pattern(name):
     """Where result ``name`` is written (an output pattern, per language or per model)."""
     return {
+        "dropped_pairs": rules.prepare_corpus.output.dropped,
+        "detection_pairs": rules.dump_activations.output.pairs,
         "scores": rules.score_neurons.output.scores,
         "neurons": rules.score_neurons.output.top,
         "qa": rules.evaluate_qa.output.answers,
@@ -142,7 +145,11 @@ def result_files(names, model, detectors=DETECTORS):
     """The files of each result in ``names`` for one model, every language (and detector)."""
     return {
         name: expand(
-            result_pattern(name), model=model, detector=detectors, lang=LANGUAGES
+            result_pattern(name),
+            model=model,
+            detector=detectors,
+            lang=LANGUAGES,
+            split=SPLITS,
         )
         for name in names
     }

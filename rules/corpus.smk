@@ -4,6 +4,7 @@ rule prepare_corpus:
         corpus_source_file,
     output:
         corpus="results/corpus/{lang}.parquet",
+        dropped="results/corpus/{lang}.dropped.parquet",
     log:
         "logs/prepare_corpus/{lang}.log",
     conda:
@@ -17,5 +18,6 @@ rule prepare_corpus:
         test_percent=config["corpus"]["test_percent"],
         max_train=config["corpus"].get("max_train"),
         max_test=config["corpus"].get("max_test"),
+        duplicates=config["corpus"]["duplicates"],
     script:
         "../scripts/prepare_corpus.py"

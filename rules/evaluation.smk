@@ -23,7 +23,7 @@ rule evaluate_states:
     """Mutual k-NN, pair cosines and activation similarity per layer under every condition."""
     input:
         manifest="resources/models/{model}/manifest.json",
-        corpus="results/corpus/{lang}.parquet",
+        pairs="results/{model}/activations/{lang}/test.pairs.parquet",
         test="results/{model}/activations/{lang}/test",
         conditions="results/{model}/conditions/{lang}.parquet",
     output:
@@ -76,6 +76,7 @@ rule evaluate_qa:
             "max_new_tokens": EVALUATION["qa"]["max_new_tokens"],
             "kinds": tuple(EVALUATION["qa"]["kinds"]),
             "include_sweep": EVALUATION["qa"]["include_sweep"],
+            "positions": tuple(EVALUATION["qa"]["positions"]),
             "limit": EVALUATION["qa"].get("limit"),
         },
         main_label=config["detection"]["top_n"],
@@ -88,7 +89,7 @@ rule evaluate_attention:
     """How the last token's attention per layer and head shifts under deactivation."""
     input:
         manifest="resources/models/{model}/manifest.json",
-        corpus="results/corpus/{lang}.parquet",
+        pairs="results/{model}/activations/{lang}/test.pairs.parquet",
         conditions="results/{model}/conditions/{lang}.parquet",
     output:
         shifts="results/{model}/evaluation/attention/{lang}.parquet",

@@ -12,7 +12,9 @@ with logged_to(snakemake.log[0]):
         snakemake.input.corpus,
         snakemake.wildcards.split,
         snakemake.output.dump,
+        snakemake.output.pairs,
         batch_size=snakemake.params.batch_size,
+        max_batch_tokens=snakemake.params.max_batch_tokens,
         max_tokens=snakemake.params.max_tokens,
         device=snakemake.params.device,
     )

@@ -10,7 +10,7 @@ from transfer_neurons.logs import logged_to
 with logged_to(snakemake.log[0]):
     shifts, example = run_attention(
         snakemake.input.manifest,
-        snakemake.input.corpus,
+        snakemake.input.pairs,
         snakemake.input.conditions,
         InterventionSettings(**snakemake.params.settings),
         n_sentences=snakemake.params.n_sentences,

@@ -10,7 +10,7 @@ from transfer_neurons.logs import logged_to
 with logged_to(snakemake.log[0]):
     run_state_evaluation(
         snakemake.input.manifest,
-        snakemake.input.corpus,
+        snakemake.input.pairs,
         snakemake.input.test,
         snakemake.input.conditions,
         InterventionSettings(**snakemake.params.settings),

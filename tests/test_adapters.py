@@ -11,7 +11,7 @@ SENTENCES = ["The cat sleeps on the sofa.", "猫はソファで寝ています�
 
 def run_capture(model, tokenizer, last_token_only=True):
     adapter = adapter_for(model)
-    batch = tokenize(tokenizer, SENTENCES, max_tokens=64)
+    batch = tokenize(tokenizer, SENTENCES)
     with torch.no_grad(), capture_states(adapter, last_token_only=last_token_only) as captured:
         model(**batch.model_inputs(model))
     return adapter, batch, captured["states"]
@@ -52,7 +52,7 @@ def test_left_padding_does_not_change_last_token_states(model, tokenizer):
     _, _, batched = run_capture(model, tokenizer)
     adapter = adapter_for(model)
     for row, sentence in enumerate(SENTENCES):
-        single = tokenize(tokenizer, [sentence], max_tokens=64)
+        single = tokenize(tokenizer, [sentence])
         with torch.no_grad(), capture_states(adapter) as captured:
             model(**single.model_inputs(model))
         torch.testing.assert_close(

@@ -1,6 +1,7 @@
 """Every benchmark case runs once on a tiny model, so that the benchmark code cannot rot.
 
-No timing is asserted here: timings live in ``reports/benchmarks.md`` only.
+No timing is asserted here, only structure and sign, so that the tests hold on a busy machine:
+timings live in ``reports/benchmarks.md`` only.
 """
 
 import json
@@ -12,9 +13,7 @@ import torch
 from benchmarks import run
 from benchmarks.cases import CASES
 from benchmarks.cases.scale import PaperScale, gpu_pass_measurements
-from benchmarks.naive import naive_centroid_scores
 from benchmarks.report import render
-from benchmarks.states import project_scores
 from benchmarks.timing import Timing
 from tests.tiny import save_tiny_model
 
@@ -60,40 +59,43 @@ def test_every_case_writes_json_and_markdown(quick_run):
     assert render(written) == markdown  # the page is a function of the JSON alone
 
 
-def test_scoring_case_reports_ratios_and_agreement(quick_run):
+def test_scoring_case_reports_limits_ratios_and_agreement(quick_run):
     scoring = quick_run[1]["cases"]["scoring"]
     for comparison in ("maths", "end_to_end"):
-        assert {"timings", "speedup", "target", "met", "max_abs_diff"} <= set(scoring[comparison])
-        assert scoring[comparison]["max_abs_diff"] <= 1e-4
-    assert set(scoring["end_to_end"]["splits"]["project"]) == {"forward", "scoring"}
+        measures = scoring[comparison]
+        assert {"timings", "limit", "speedups", "target", "met", "max_abs_diff"} <= set(measures)
+        assert set(measures["speedups"]) == set(measures["max_abs_diff"]) == {"straightforward", "authors"}
+        assert all(value > 0 for value in measures["speedups"].values())
+        assert all(difference <= 1e-4 for difference in measures["max_abs_diff"].values())
+    limit = scoring["maths"]["limit"]
+    assert limit["necessary_gflop"] > 0 and limit["probe_gflops"] > 0 and limit["share_of_probe"] > 0
+    assert scoring["end_to_end"]["limit"]["forward_overhead"] > 0
+    splits = scoring["end_to_end"]["splits"]
+    assert all(set(splits[side]) == {"forward", "scoring"} for side in ("project", "straightforward", "authors"))
+    assert "plain_forward" in scoring["end_to_end"]["timings"]
 
 
 def test_other_cases_report_their_measures(quick_run):
     cases = quick_run[1]["cases"]
     assert {"dump", "centroids", "scoring"} == set(cases["overhead"]["splits"])
+    assert cases["overhead"]["overhead"] > 0
     assert cases["overhead"]["profile"]
-    assert set(cases["batching"]["forward"]) == {"1", "4"}
+    forward = cases["batching"]["forward"]["batch_sizes"]
+    assert set(forward) == {"1", "4"}
+    assert all(row["gflop"] > 0 and row["share_of_probe"] > 0 for row in forward.values())
     assert set(cases["batching"]["generation"]["batch_sizes"]) == {"1", "4"}
     memory_runs = cases["memory"]["runs"]
     assert [row["sentences"] for row in memory_runs] == [4, 8]
     assert all(row["peak_rss_mib"] > 0 for row in memory_runs)
     scale = cases["scale"]
     assert [row["stage"] for row in scale["rows"]][0] == "forward passes"
+    assert all(row["project_s"] >= 0 and row["straightforward_s"] >= 0 for row in scale["rows"])
     assert scale["total"]["project_s"] > 0 and scale["total"]["straightforward_s"] > 0
-
-
-def test_naive_and_closed_form_scores_agree_on_random_inputs():
-    rng = np.random.default_rng(0)
-    layers, sentences, d_model, d_mlp = 2, 5, 8, 12
-    residual = rng.normal(size=(layers, sentences, d_model)).astype(np.float32)
-    activations = rng.normal(size=(layers, sentences, d_mlp)).astype(np.float32)
-    write_vectors = rng.normal(size=(layers, d_mlp, d_model)).astype(np.float32)
-    centroids = rng.normal(size=(2, layers, d_model)).astype(np.float32)
-    np.testing.assert_allclose(
-        naive_centroid_scores(residual, activations, write_vectors, centroids),
-        project_scores(residual, activations, write_vectors, centroids),
-        atol=1e-5,
-    )
+    per_call = scale["measured"]["closed_form"]["per_call"]
+    assert per_call["fixed_s"] >= 0 and per_call["per_size_s"] >= 0
+    low, high = per_call["bounds_s"]
+    assert 0 < low <= per_call["projected_s"] <= high
+    assert scale["scoring_limit"]["share_of_probe"] > 0
 
 
 def test_gpu_pass_measurement_runs_on_a_tiny_shape():

@@ -23,12 +23,23 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_builtin_corpus_is_valid_and_five_way_parallel():
-    frames = {lang: load_file_pairs(BUILTIN / f"en-{lang}.tsv", "en", lang) for lang in ("ja", "nl", "ko", "it")}
+BUILTIN_LANGUAGES = ("ja", "nl", "ko", "it", "zh", "de", "es", "ru", "ar", "hi", "th", "vi")
+
+
+def test_builtin_corpus_is_valid_and_every_row_has_every_language():
+    frames = {lang: load_file_pairs(BUILTIN / f"en-{lang}.tsv", "en", lang) for lang in BUILTIN_LANGUAGES}
     for frame in frames.values():
-        assert frame.height >= 400
+        assert frame.height == 460
+        assert frame["target_text"].n_unique() == frame.height  # no repeated translation
     english = [frame.select("id", "pivot_text") for frame in frames.values()]
-    assert all(other.equals(english[0]) for other in english[1:])
+    assert all(other.equals(english[0]) for other in english[1:])  # shared ids: 13-way parallel
+
+
+def test_a_row_missing_one_language_is_named(tmp_path):
+    path = write(tmp_path / "wide.tsv", "id\ten\tja\tde\ns1\tHello.\tこんにちは。\tHallo.\ns2\tThanks.\tありがとう。\t\n")
+    assert load_file_pairs(path, "en", "ja").height == 2
+    with pytest.raises(CorpusError, match=r"wide.tsv: line 3: column 'de': empty or whitespace-only sentence"):
+        load_file_pairs(path, "en", "de")
 
 
 @pytest.mark.parametrize("suffix", [".tsv", ".csv", ".jsonl", ".parquet"])
@@ -55,7 +66,6 @@ def test_every_user_format_loads_the_same_pairs(tmp_path, suffix):
         ("id\ten\tja\na\tHello.\t \n", r"line 2: column 'ja': empty or whitespace-only"),
         ("id\ten\tja\na\tHello.\n", r"line 2: 2 fields where the header has 3"),
         ("id\ten\tnl\na\tHello.\tHallo.\n", r"no column 'ja'"),
-        ("id\ten\tja\na\tHello.\tこんにちは。\nb\tHello.\tやあ。\n", r"line 3: column 'en': duplicate of line 2"),
     ],
 )
 def test_malformed_tsv_names_file_row_and_column(tmp_path, content, message):
@@ -123,10 +133,11 @@ def test_hub_loader_reads_tatoeba_layout_from_local_files(tmp_path):
     data_dir.mkdir()
     pl.DataFrame(records).write_parquet(data_dir / "train-00000.parquet")
     pairs = load_hub_pairs(str(data_dir), "en", "ja", split="train")
-    assert pairs["pivot_text"].to_list()[:3] == ["I'm hungry.", "It's raining.", "I have 0 cats."]
-    assert pairs.height == 22
-    prepared = prepare_corpus({"hub": {"dataset": str(data_dir)}}, "en", "ja", test_percent=50)
+    assert pairs["pivot_text"].to_list()[:3] == ["I'm hungry.", "I'm hungry.", "It's raining."]
+    prepared, dropped = prepare_corpus({"hub": {"dataset": str(data_dir)}}, "en", "ja", test_percent=50)
     assert set(prepared["split"]) == {"train", "test"}
+    assert prepared.height == 22
+    assert dropped.select("id", "reason").rows() == [("2", "repeated en sentence")]
 
 
 def test_hub_loader_maps_named_columns_to_language_codes(tmp_path):
@@ -142,3 +153,48 @@ def test_hub_loader_maps_named_columns_to_language_codes(tmp_path):
     )  # fmt: skip
     assert pairs["pivot_text"].to_list() == english
     assert pairs["target_text"].to_list() == japanese
+
+
+# Tatoeba as published: one English sentence with several translations, and a pair held twice.
+TATOEBA_LIKE = """id\ten\tja
+1\tI'm hungry.\tお腹が空きました。
+2\tI'm hungry.\t腹が減った。
+3\tIt's raining.\t雨が降っています。
+4\tIt rains.\t雨が降っています。
+5\tI'm hungry.\tお腹が空きました。
+6\tGood night.\tおやすみなさい。
+"""
+
+
+def test_duplicates_drop_keeps_the_first_pair_of_each_repeated_sentence(tmp_path):
+    path = write(tmp_path / "tatoeba.tsv", TATOEBA_LIKE)
+    pairs, dropped = prepare_corpus({"path": str(path)}, "en", "ja", test_percent=50, duplicates="drop")
+    assert sorted(pairs["id"]) == ["1", "3", "6"]
+    assert dict(dropped.select("id", "reason").rows()) == {
+        "2": "repeated en sentence",
+        "4": "repeated ja sentence",
+        "5": "repeated en sentence",
+    }
+    for column in ("pivot_text", "target_text"):  # no two kept pairs share a side
+        assert pairs[column].n_unique() == pairs.height
+
+
+def test_duplicates_keep_and_error(tmp_path):
+    path = write(tmp_path / "tatoeba.tsv", TATOEBA_LIKE)
+    kept, dropped = prepare_corpus({"path": str(path)}, "en", "ja", test_percent=50, duplicates="keep")
+    assert kept.height == 6 and dropped.height == 0
+    with pytest.raises(CorpusError, match=r"line 3: column 'en': duplicate of line 2 .*corpus.duplicates"):
+        prepare_corpus({"path": str(path)}, "en", "ja", test_percent=50, duplicates="error")
+
+
+def test_dropping_duplicates_keeps_every_other_pair_in_its_split(tmp_path):
+    clean = write(tmp_path / "clean.tsv", "id\ten\tja\n1\tI'm hungry.\tお腹が空きました。\n"
+                  "3\tIt's raining.\t雨が降っています。\n6\tGood night.\tおやすみなさい。\n")  # fmt: skip
+    with_repeats = write(tmp_path / "tatoeba.tsv", TATOEBA_LIKE)
+    split = {
+        path.name: dict(
+            prepare_corpus({"path": str(path)}, "en", "ja", test_percent=50)[0].select("id", "split").rows()
+        )
+        for path in (clean, with_repeats)
+    }
+    assert split["clean.tsv"] == split["tatoeba.tsv"]

@@ -1,10 +1,19 @@
 import numpy as np
+import polars as pl
+import pytest
 import torch
 
-from transfer_neurons.data.dumps import Dump, dump_activations, last_token_states
+from transfer_neurons.data.dumps import (
+    Dump,
+    InMemoryDump,
+    dump_activations,
+    last_token_states,
+    pairs_for_detection,
+)
 from transfer_neurons.data.storage import ScaledArrayWriter, read_scaled
 from transfer_neurons.detection.centroids import type1_centroids, type2_centroids
 from transfer_neurons.model.adapters import adapter_for
+from transfer_neurons.model.batching import length_sorted_batches
 from transfer_neurons.model.hooks import capture_states
 
 SENTENCES = [f"Sentence number {i} is here." for i in range(11)]
@@ -13,7 +22,7 @@ SENTENCES = [f"Sentence number {i} is here." for i in range(11)]
 def test_scaled_float16_keeps_values_beyond_float16_range(tmp_path):
     block = np.array([[[1e5, -3e4, 0.5], [0.0, 0.0, 0.0]]], dtype=np.float32)  # [layer, row, feature]
     writer = ScaledArrayWriter(tmp_path, "x", 1, 2, 3)
-    writer.write(0, block)
+    writer.write([0, 1], block)
     writer.close()
     restored = read_scaled(tmp_path, "x")
     assert np.isfinite(restored).all()
@@ -23,10 +32,10 @@ def test_scaled_float16_keeps_values_beyond_float16_range(tmp_path):
 
 def test_dump_matches_a_direct_forward_pass(tmp_path, loaded):
     adapter = loaded.adapter
-    meta = dump_activations(loaded, SENTENCES, tmp_path, batch_size=4, max_tokens=5)
-    assert meta["n_truncated"] == len(SENTENCES)  # every sentence is longer than 5 tokens
+    meta = dump_activations(loaded, SENTENCES, tmp_path, batch_size=4, max_batch_tokens=40)
+    assert meta["n_sentences"] == len(SENTENCES)
     dump = Dump(tmp_path)
-    direct, _ = last_token_states(loaded, SENTENCES, max_tokens=5)
+    direct = last_token_states(loaded, SENTENCES)
     for layer in (0, adapter.facts.n_layers - 1):
         for name in ("layer_output", "residual_pre_mlp", "neuron_activations"):
             expected = getattr(direct, name)[layer].numpy()
@@ -51,3 +60,53 @@ def test_capture_without_forward_pass_fails(model):
     else:
         raise AssertionError("expected a RuntimeError")
     assert torch.is_grad_enabled()
+
+
+LONG = " ".join(f"word{i}" for i in range(90)) + " and the end."  # far beyond the old 64-token default
+
+
+def test_a_long_sentence_in_a_batch_gives_its_states_alone(loaded):
+    batch = last_token_states(loaded, ["Short.", LONG, "A sentence of middling length here."])
+    alone = last_token_states(loaded, [LONG])
+    assert loaded.tokenizer(LONG)["input_ids"].__len__() > 64  # read whole: nothing is cut
+    for name in ("layer_output", "neuron_activations"):
+        np.testing.assert_allclose(getattr(batch, name)[:, 1], getattr(alone, name)[:, 0], atol=1e-4, rtol=1e-4)
+
+
+def test_in_memory_dump_reads_like_the_dump_on_disk(tmp_path, loaded):
+    dump_activations(loaded, SENTENCES, tmp_path, batch_size=3, max_batch_tokens=None)
+    on_disk = Dump(tmp_path)
+    in_memory = InMemoryDump.of(loaded, SENTENCES, batch_size=5, max_batch_tokens=None)
+    assert in_memory.n_layers == on_disk.n_layers
+    for layer in range(on_disk.n_layers):
+        expected = in_memory.effective_activations(layer)
+        np.testing.assert_allclose(on_disk.effective_activations(layer), expected, atol=2e-3 * np.abs(expected).max())
+
+
+def test_length_sorted_batches_bound_sentences_and_padded_tokens():
+    lengths = [5, 40, 3, 12, 12, 7, 90, 4]
+    batches = length_sorted_batches(lengths, batch_size=3, max_batch_tokens=40)
+    assert sorted(index for batch in batches for index in batch) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= 3
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 40
+    assert [6] in batches  # longer than the budget: alone, not cut
+    assert [lengths[i] for i in batches[0]] == [3, 4, 5]  # shortest first
+
+
+def pairs(n: int, long_every: int | None = None) -> pl.DataFrame:
+    texts = [LONG if long_every and i % long_every == 0 else f"Pair {i}." for i in range(n)]
+    return pl.DataFrame({"id": [str(i) for i in range(n)], "split": "train", "pivot_text": texts,
+                         "target_text": [f"Paar {i}." for i in range(n)]})  # fmt: skip
+
+
+def test_pairs_over_max_tokens_are_dropped_not_cut(tokenizer):
+    marked = pairs(40, long_every=20)  # 2 of 40 long: 5 %, allowed
+    kept = pairs_for_detection(marked, tokenizer, max_tokens=64, what="ja/train")
+    assert kept.filter(~pl.col("kept"))["id"].to_list() == ["0", "20"]
+    assert pairs_for_detection(marked, tokenizer, max_tokens=None, what="ja/train")["kept"].all()
+
+
+def test_losing_more_than_five_percent_of_a_split_names_the_option(tokenizer):
+    with pytest.raises(ValueError, match=r"ja/train: 3 of 40 pairs .*runtime.max_tokens = 64"):
+        pairs_for_detection(pairs(40, long_every=15), tokenizer, max_tokens=64, what="ja/train")

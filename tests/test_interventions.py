@@ -20,7 +20,7 @@ CHOSEN = {0: [1, 5, 7], 2: [0, 3]}
 
 
 def logits(model, tokenizer):
-    batch = tokenize(tokenizer, SENTENCES, max_tokens=32)
+    batch = tokenize(tokenizer, SENTENCES)
     with torch.no_grad():
         return model(**batch.model_inputs(model)).logits
 
@@ -49,7 +49,7 @@ def test_last_token_mode_leaves_earlier_positions_alone(model, tokenizer):
     normal = logits(model, tokenizer)
     with scaled_neurons(adapter_for(model), CHOSEN, factor=0.0, positions="last"):
         last_only = logits(model, tokenizer)
-    real = tokenize(tokenizer, SENTENCES, max_tokens=32).attention_mask.bool()[:, :-1]
+    real = tokenize(tokenizer, SENTENCES).attention_mask.bool()[:, :-1]
     # Pad positions are excluded: a fully masked query row may attend anywhere.
     torch.testing.assert_close(last_only[:, :-1][real], normal[:, :-1][real])
     assert not torch.allclose(last_only[:, -1], normal[:, -1], atol=1e-6)
@@ -132,7 +132,7 @@ def test_shared_prompt_prefix_gives_the_answers_of_full_generation(family, loade
     prompts = ["Q: Where is the station?\nA:", "Q: 猫は?\nA:", "Q: Wie schreef Max Havelaar en waarom?\nA:"]
     every_neuron = list(range(loaded.facts.d_mlp))
     neuron_sets = {"normal": {}, "amplified": {0: every_neuron, 1: every_neuron}}
-    settings = InterventionSettings(positions=mode, factor=-40.0, batch_size=3, max_tokens=32)
+    settings = InterventionSettings(positions=mode, factor=-40.0, batch_size=3)
 
     def answers(share_prefix):
         return answers_by_condition(loaded, prompts, neuron_sets, settings, 5, share_prefix=share_prefix)

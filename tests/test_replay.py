@@ -17,7 +17,7 @@ def states_under(loaded, neurons, settings):
     outputs, activations = [], []
     for _, chunk in batches(SENTENCES, settings.batch_size):
         with scaled_neurons(loaded.adapter, neurons, settings.factor, settings.positions):
-            states, _ = last_token_states(loaded, chunk, settings.max_tokens)
+            states = last_token_states(loaded, chunk)
         outputs.append(states.layer_output.numpy())
         activations.append(states.neuron_activations.numpy())
     return np.concatenate(outputs, axis=1), np.concatenate(activations, axis=1)
@@ -28,7 +28,7 @@ def test_replayed_layers_give_the_states_of_full_passes(loaded, positions):
     adapter = loaded.adapter
     last = adapter.facts.n_layers - 1
     neuron_sets = {"normal": {}, "early": {0: [1, 5], last: [2]}, "late": {last: [0, 3, 7]}, "middle": {1: [4]}}
-    settings = InterventionSettings(positions=positions, factor=0.0, batch_size=3, max_tokens=32)
+    settings = InterventionSettings(positions=positions, factor=0.0, batch_size=3)
     pivot_activations = np.random.default_rng(0).normal(size=(last + 1, len(SENTENCES), adapter.facts.d_mlp))
     replayed = states_by_condition(loaded, SENTENCES, neuron_sets, settings, pivot_activations)
     for name, neurons in neuron_sets.items():
@@ -54,13 +54,13 @@ def test_replay_skips_the_layer_computation_and_restores_it(loaded):
     handle = adapter.contribution_module(0).register_forward_hook(lambda *args: calls.append(1))
     try:
         with recording_layer_outputs(adapter) as recorded:
-            last_token_states(loaded, SENTENCES[:2], 32)
+            last_token_states(loaded, SENTENCES[:2])
         assert len(calls) == 1
         with replaying_layer_outputs(adapter, {0: recorded[0]}), torch.no_grad():
-            decoder_forward(model, tokenize(tokenizer, SENTENCES[:2], 32))
+            decoder_forward(model, tokenize(tokenizer, SENTENCES[:2]))
         assert len(calls) == 1  # layer 0's MLP did not run
         assert "forward" not in vars(layer)
-        last_token_states(loaded, SENTENCES[:2], 32)
+        last_token_states(loaded, SENTENCES[:2])
         assert len(calls) == 2
     finally:
         handle.remove()

@@ -26,7 +26,7 @@ def brute_force_centroid_scores(residual, activations, write_vectors, centroid):
 
 def captured(model, tokenizer):
     adapter = adapter_for(model)
-    batch = tokenize(tokenizer, SENTENCES, max_tokens=32)
+    batch = tokenize(tokenizer, SENTENCES)
     with torch.no_grad(), capture_states(adapter) as result:
         model(**batch.model_inputs(model))
     return adapter, result["states"]

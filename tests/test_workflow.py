@@ -53,7 +53,9 @@ def test_workflow_evaluates_every_condition_and_writes_the_report(finished_run):
     assert set(metrics["condition"]) == names
     assert metrics.filter(pl.col("condition") == "normal")["layer"].n_unique() == 4
     answers = pl.read_parquet(workdir / "results/tiny/evaluation/qa/ja.parquet")
-    assert answers.filter(pl.col("condition") == "normal").height == 10  # qa.limit
+    normal = answers.filter(pl.col("condition") == "normal")
+    assert normal.group_by("positions").len().sort("positions").rows() == [("prompt", 10), ("prompt_last", 10)]
+    assert answers["em"].is_between(0, 1).all() and (answers["em"] <= answers["f1"]).all()
     assert "layer_matched" not in set(answers["kind"])  # not in qa.kinds
     specificity = pl.read_parquet(workdir / "results/tiny/evaluation/specificity.parquet")
     assert specificity["eta_squared"].is_between(0, 1).all()

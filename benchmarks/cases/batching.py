@@ -1,15 +1,18 @@
 """Case 3: what batching buys, for forward passes and for QA generation.
 
-Forward passes (the decoder stack, as the workflow reads states): sentences per second at
-each batch size, over mixed-language built-in sentences. Generation: greedy answers to
+Forward passes (the decoder stack, as the workflow reads states, in its length-sorted
+batches): sentences per second at each batch size, over mixed-language built-in sentences,
+and against the limit, the decoder's matmul FLOPs over the time as a share of the speed
+probe's matmul rate (best of a probe before and after). Generation: greedy answers to
 built-in MKQA questions, batch 1 against the configured batch. Batch-1 rates are measured
 over fewer inputs (a rate does not need the same count, and batch-1 runs are the slow ones).
 """
 
 from __future__ import annotations
 
-from benchmarks.forward import accepts_logits_to_keep, greedy_answers, plain_forward
-from benchmarks.inputs import Bench, qa_prompts, sentence_pool
+from benchmarks.forward import accepts_logits_to_keep, decoder_flops_per_token, greedy_answers, plain_forward
+from benchmarks.inputs import Bench, qa_prompts, sentence_pool, token_counts
+from benchmarks.machine import matmul_gflops
 from benchmarks.timing import Timing, time_interleaved, time_repeated
 
 
@@ -21,6 +24,7 @@ def rate(count: int, timing: Timing) -> dict:
 def forward_throughput(bench: Bench) -> dict:
     settings = bench.settings
     pool = sentence_pool()
+    probes = [matmul_gflops()]
     rows = {}
     for batch_size in settings.throughput_batch_sizes:
         count = settings.throughput_batch1_sentences if batch_size == 1 else settings.throughput_sentences
@@ -28,12 +32,21 @@ def forward_throughput(bench: Bench) -> dict:
         repeats = settings.repeats_slow if batch_size == 1 else settings.repeats_fast
         timing, _ = time_repeated(
             lambda sentences=sentences, batch_size=batch_size: plain_forward(
-                bench.model, bench.tokenizer, sentences, batch_size, settings.max_tokens
+                bench.model, bench.tokenizer, sentences, batch_size, max_batch_tokens=settings.max_batch_tokens
             ),
             repeats,
         )
-        rows[str(batch_size)] = {"sentences": count, "timing": timing, "sentences_per_s": rate(count, timing)}
-    return rows
+        padded = token_counts(bench.tokenizer, sentences, batch_size, settings.max_batch_tokens)["padded"] * count
+        rows[str(batch_size)] = {
+            "sentences": count,
+            "timing": timing,
+            "sentences_per_s": rate(count, timing),
+            "gflop": decoder_flops_per_token(bench.model) * padded / 1e9,
+        }
+    probes.append(matmul_gflops())
+    for row in rows.values():
+        row["share_of_probe"] = row["gflop"] / row["timing"].median / max(probes)
+    return {"batch_sizes": rows, "probe_gflops": max(probes)}
 
 
 def logits_cost(bench: Bench) -> dict:
@@ -47,7 +60,7 @@ def logits_cost(bench: Bench) -> dict:
 
     def forward(logits: str):
         return lambda: plain_forward(
-            bench.model, bench.tokenizer, sentences, settings.batch_size, settings.max_tokens, logits
+            bench.model, bench.tokenizer, sentences, settings.batch_size, logits, settings.max_batch_tokens
         )
 
     modes = {"all_positions": "all", "decoder_only": "none"}
@@ -69,7 +82,7 @@ def generation_throughput(bench: Bench) -> dict:
     for batch_size, count in ((1, settings.qa_batch1_questions), (settings.qa_batch_size, settings.qa_questions)):
         timing, results = time_repeated(
             lambda batch_size=batch_size, count=count: greedy_answers(
-                bench.model, bench.tokenizer, prompts[:count], batch_size, settings.qa_new_tokens, settings.max_tokens
+                bench.model, bench.tokenizer, prompts[:count], batch_size, settings.qa_new_tokens
             ),
             settings.repeats_slow,
         )

@@ -30,8 +30,8 @@ def measure_in_subprocess(bench: Bench, n_sentences: int) -> dict:
         str(n_sentences),
         "--batch-size",
         str(settings.batch_size),
-        "--max-tokens",
-        str(settings.max_tokens),
+        "--max-batch-tokens",
+        str(settings.max_batch_tokens),
         "--device",
         bench.device_name,
     ]
@@ -58,7 +58,7 @@ def run(bench: Bench) -> dict:
     ratio = flatness(rows, "peak_rss_mib")
     return {
         "batch_size": settings.batch_size,
-        "max_tokens": settings.max_tokens,
+        "max_batch_tokens": settings.max_batch_tokens,
         "runs": rows,
         "peak_ratio": ratio,
         "peak_anon_ratio": flatness(rows, "peak_anon_mib"),

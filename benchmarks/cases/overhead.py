@@ -39,7 +39,7 @@ def detection(bench: Bench, sides: dict[str, list[str]], directory: Path) -> Spl
                 texts,
                 directory / side,
                 batch_size=settings.batch_size,
-                max_tokens=settings.max_tokens,
+                max_batch_tokens=settings.max_batch_tokens,
                 description=side,
             )
     with splits.measure("centroids"):
@@ -52,7 +52,13 @@ def detection(bench: Bench, sides: dict[str, list[str]], directory: Path) -> Spl
 def plain(bench: Bench, sides: dict[str, list[str]]) -> None:
     """The baseline: each side in the same batches as its dump."""
     for texts in sides.values():
-        plain_forward(bench.model, bench.tokenizer, texts, bench.settings.batch_size, bench.settings.max_tokens)
+        plain_forward(
+            bench.model,
+            bench.tokenizer,
+            texts,
+            bench.settings.batch_size,
+            max_batch_tokens=bench.settings.max_batch_tokens,
+        )
 
 
 def profile_rows(profile: cProfile.Profile, rows: int = PROFILE_ROWS) -> list[dict]:
@@ -103,7 +109,7 @@ def run(bench: Bench) -> dict:
     return {
         "sentences": len(pivot) + len(target),
         "batch_size": settings.batch_size,
-        "max_tokens": settings.max_tokens,
+        "max_batch_tokens": settings.max_batch_tokens,
         "timings": timings,
         "splits": split_timings(results["detection"]),
         "overhead": overhead,

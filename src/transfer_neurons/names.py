@@ -34,6 +34,8 @@ class ConditionKind(StrEnum):
 
 
 NORMAL = ConditionKind.NORMAL.value
+# Drawn sets the transfer neurons are compared against, each of one neuron type.
+BASELINE_KINDS = (ConditionKind.RANDOM.value, ConditionKind.LAYER_MATCHED.value)
 
 
 def sweep_suffix(top_n_label: str | None, main_label: str | None) -> str:

@@ -1,7 +1,8 @@
 """Parallel corpora: load, validate and split English-L2 sentence pairs.
 
-A prepared corpus is a parquet table with one row per pair:
-``id`` (str), ``split`` ("train"/"test"), ``pivot_text`` (English), ``target_text`` (L2).
+A prepared corpus is a parquet table with one row per pair: ``language`` (the L2's code),
+``id`` (str), ``split`` ("train"/"test"), ``pivot_text`` (English), ``target_text`` (L2); a second
+table lists the pairs dropped as duplicates, with the ``reason``.
 
 Accepted user files (one column per language code, optional ``id`` column):
 TSV (``.tsv``), CSV (``.csv``), JSON lines (``.jsonl``) and Parquet (``.parquet``).
@@ -99,7 +100,7 @@ def read_rows(path: Path) -> list[RawRow]:
 
 
 def validate_pairs(rows: list[RawRow], source: str, pivot: str, target: str) -> pl.DataFrame:
-    """Check every pair and return ``id, pivot_text, target_text``; errors name source, row and column."""
+    """Check every pair; return ``id, pivot_text, target_text, location``. Errors name source, row and column."""
     language(pivot)
     language(target)
     if not rows:
@@ -109,7 +110,6 @@ def validate_pairs(rows: list[RawRow], source: str, pivot: str, target: str) -> 
             found = ", ".join(map(str, rows[0].values))
             raise CorpusError(f"{source}: no column {column!r} (columns: {found})")
     ids, pivots, targets = [], [], []
-    first_seen: dict[tuple[str, str], str] = {}
     for index, row in enumerate(rows):
         texts = []
         for column in (pivot, target):
@@ -119,20 +119,52 @@ def validate_pairs(rows: list[RawRow], source: str, pivot: str, target: str) -> 
             if not isinstance(value, str) or not value.strip():
                 raise CorpusError(f"{source}: {row.location}: column {column!r}: empty or whitespace-only sentence")
             texts.append(value.strip())
-        for column, text in zip((pivot, target), texts, strict=True):
-            key = (column, text)
-            if key in first_seen:
-                raise CorpusError(
-                    f"{source}: {row.location}: column {column!r}: duplicate of {first_seen[key]} ({text!r})"
-                )
-            first_seen[key] = row.location
         row_id = row.values.get("id")
         ids.append(str(row_id) if row_id not in (None, "") else f"r{index + 1:06d}")
         pivots.append(texts[0])
         targets.append(texts[1])
     if len(set(ids)) != len(ids):
         raise CorpusError(f"{source}: the id column has duplicate values")
-    return pl.DataFrame({"id": ids, "pivot_text": pivots, "target_text": targets})
+    locations = [row.location for row in rows]
+    return pl.DataFrame({"id": ids, "pivot_text": pivots, "target_text": targets, "location": locations})
+
+
+def handle_duplicates(
+    pairs: pl.DataFrame, policy: str, source: str, pivot: str, target: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Apply ``corpus.duplicates`` to pairs that repeat an earlier English or L2 sentence.
+
+    Tatoeba gives one English sentence many translations and holds some pairs twice, so repeats
+    are a property of the data. ``drop`` keeps the first pair of each repeated sentence, so that
+    no two pairs share a side (shared sides would tie neighbours in the k-NN analyses); ``keep``
+    keeps every pair; ``error`` stops at the first repeat. Returns (kept pairs, dropped pairs with
+    a ``reason``).
+    """
+    if policy not in DUPLICATE_POLICIES:
+        raise CorpusError(f"corpus.duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, got {policy!r}")
+    first_seen: dict[tuple[str, str], str] = {}
+    keep, reasons = [], []
+    for row in pairs.iter_rows(named=True):
+        sides = ((pivot, row["pivot_text"]), (target, row["target_text"]))
+        repeated = [(column, text) for column, text in sides if (column, text) in first_seen]
+        if repeated and policy == "error":
+            column, text = repeated[0]
+            raise CorpusError(
+                f"{source}: {row['location']}: column {column!r}: duplicate of {first_seen[(column, text)]} "
+                f"({text!r}); set corpus.duplicates to drop or keep to accept repeated sentences"
+            )
+        dropped = bool(repeated) and policy == "drop"
+        keep.append(not dropped)
+        reasons.append(f"repeated {repeated[0][0]} sentence" if dropped else None)
+        if not dropped:
+            for side in sides:
+                first_seen.setdefault(side, row["location"])
+    marked = pairs.with_columns(pl.Series("keep", keep), pl.Series("reason", reasons, dtype=pl.String))
+    kept = marked.filter(pl.col("keep")).drop("keep", "reason")
+    dropped = marked.filter(~pl.col("keep")).drop("keep")
+    for reason, count in dropped.group_by("reason").len().sort("reason").iter_rows():
+        log.info("%s: dropped %d pairs with a %s (corpus.duplicates: drop)", source, count, reason)
+    return kept, dropped
 
 
 def split_of(pair_id: str, test_percent: int) -> str:
@@ -163,6 +195,9 @@ def assign_splits(
     return pl.concat(parts).select("id", "split", "pivot_text", "target_text")
 
 
+DUPLICATE_POLICIES = ("drop", "keep", "error")
+
+
 def load_file_pairs(path: Path, pivot: str, target: str) -> pl.DataFrame:
     return validate_pairs(read_rows(Path(path)), str(path), pivot, target)
 
@@ -182,8 +217,7 @@ def load_hub_pairs(
     """Load pairs with ``datasets.load_dataset`` (Tatoeba-style ``translation`` dicts or flat columns).
 
     ``columns`` renames dataset columns to language codes, e.g. ``{"english": "en", "non_english": "ja"}``.
-
-    Exact duplicate sentences, common in Tatoeba, are dropped (first kept) with a logged count.
+    Repeated sentences are kept here; ``corpus.duplicates`` decides about them as for files.
     """
     from datasets import load_dataset
 
@@ -192,26 +226,17 @@ def load_hub_pairs(
         kwargs["trust_remote_code"] = True
     table = load_dataset(dataset, name, split=split, **kwargs)
     rows = []
-    seen: set[str] = set()
-    dropped = 0
     for index, record in enumerate(table):
         values = record[translation_field] if translation_field else record
         if columns:
             # Datasets such as sentence-transformers' Tatoeba name columns "english"/"non_english".
             values = {columns.get(key, key): value for key, value in values.items()}
-        texts = (values.get(pivot), values.get(target))
-        if any(isinstance(text, str) and text.strip() in seen for text in texts):
-            dropped += 1
-            continue
-        seen.update(text.strip() for text in texts if isinstance(text, str))
         rows.append(
             RawRow(
                 f"row {index + 1}",
-                {"id": record.get("id", f"r{index + 1:06d}"), pivot: texts[0], target: texts[1]},
+                {"id": record.get("id", f"r{index + 1:06d}"), pivot: values.get(pivot), target: values.get(target)},
             )
         )
-    if dropped:
-        log.info("%s: dropped %d pairs that repeat an earlier sentence", dataset, dropped)
     return validate_pairs(rows, f"{dataset}[{split}]", pivot, target)
 
 
@@ -222,16 +247,23 @@ def prepare_corpus(
     test_percent: int,
     max_train: int | None = None,
     max_test: int | None = None,
-) -> pl.DataFrame:
-    """Load a configured source (``{"path": ...}`` or ``{"hub": {...}}``) and split it."""
+    duplicates: str = "drop",
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Load a configured source (``{"path": ...}`` or ``{"hub": {...}}``), apply the duplicate policy
+    and split it. Returns (pairs with their split, dropped pairs with the reason)."""
     if "path" in source:
+        name = str(source["path"])
         pairs = load_file_pairs(Path(source["path"]), pivot, target)
     elif "hub" in source:
         hub = dict(source["hub"])
+        name = hub["dataset"]
         pairs = load_hub_pairs(hub.pop("dataset"), pivot, target, **hub)
     else:
         raise CorpusError(f"corpus source for {target!r} needs 'path' or 'hub', got {sorted(source)}")
-    return assign_splits(pairs, test_percent, max_train, max_test)
+    kept, dropped = handle_duplicates(pairs, duplicates, name, pivot, target)
+    language_column = pl.lit(target).alias("language")
+    split = assign_splits(kept, test_percent, max_train, max_test)
+    return split.select(language_column, pl.all()), dropped.drop("location").select(language_column, pl.all())
 
 
 def sentences(corpus: pl.DataFrame, split: str, side: str) -> list[str]:

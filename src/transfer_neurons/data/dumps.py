@@ -6,14 +6,18 @@ A dump directory holds, for N sentences and L layers (see ``storage`` for the fo
 * ``residual_pre_mlp``    [L, N, d_model]  residual stream before the MLP adds
 * ``neuron_activations``  [L, N, d_mlp]    input of the down projection
 * ``write_scale.npy``     [L, N]           per-token factor on neuron writes (1 if none)
-* ``meta.json``           counts (sentences, truncated) and the model facts
+* ``meta.json``           the number of sentences and the model facts
+
+Rows follow the split's kept pairs, in corpus order; ``{split}.pairs.parquet`` beside the split's
+directory lists every pair of the split with its token counts and whether it was kept.
+``InMemoryDump`` offers the same reads for states that never went to disk.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +28,7 @@ from tqdm import tqdm
 from transfer_neurons.data.corpus import sentences
 from transfer_neurons.data.storage import PlainArrayWriter, ScaledArrayWriter, read_scaled
 from transfer_neurons.model.adapters import effective_activations
-from transfer_neurons.model.batching import batches, decoder_forward, tokenize
+from transfer_neurons.model.batching import decoder_forward, length_sorted_batches, token_lengths, tokenize
 from transfer_neurons.model.hooks import CapturedStates, capture_states
 from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.names import SIDES
@@ -34,16 +38,21 @@ log = logging.getLogger(__name__)
 STATE_ARRAYS = ("layer_output", "residual_pre_mlp", "neuron_activations")
 
 
-def last_token_states(loaded: LoadedModel, sentences: Sequence[str], max_tokens: int):
-    """One batched forward pass; returns ``(CapturedStates, n_truncated)`` at the last real token."""
-    batch = tokenize(loaded.tokenizer, sentences, max_tokens).to(loaded.device)
+def last_token_states(loaded: LoadedModel, sentences: Sequence[str]) -> CapturedStates:
+    """One batched forward pass over whole sentences; the states at each one's last real token."""
+    batch = tokenize(loaded.tokenizer, sentences).to(loaded.device)
     with torch.no_grad(), capture_states(loaded.adapter) as captured:
         decoder_forward(loaded.model, batch)
-    return captured["states"], batch.n_truncated
+    return captured["states"]
 
 
-def _as_numpy(states: CapturedStates, name: str) -> np.ndarray:
-    return getattr(states, name).cpu().numpy()
+def batched_last_token_states(
+    loaded: LoadedModel, sentences: Sequence[str], *, batch_size: int, max_batch_tokens: int | None
+) -> Iterator[tuple[list[int], CapturedStates]]:
+    """``(row indices, states)`` of length-sorted batches that together cover every sentence."""
+    lengths = token_lengths(loaded.tokenizer, sentences)
+    for rows in length_sorted_batches(lengths, batch_size, max_batch_tokens):
+        yield rows, last_token_states(loaded, [sentences[row] for row in rows])
 
 
 def dump_activations(
@@ -52,27 +61,26 @@ def dump_activations(
     directory: Path,
     *,
     batch_size: int = 32,
-    max_tokens: int = 64,
+    max_batch_tokens: int | None = None,
     description: str = "dump",
 ) -> dict:
-    """Write a dump of ``sentences`` to ``directory`` and return its metadata."""
+    """Write a dump of ``sentences`` (rows in their order) to ``directory`` and return its metadata."""
     facts = loaded.facts
     n_rows = len(sentences)
     widths = {"layer_output": facts.d_model, "residual_pre_mlp": facts.d_model, "neuron_activations": facts.d_mlp}
     writers = {name: ScaledArrayWriter(directory, name, facts.n_layers, n_rows, widths[name]) for name in STATE_ARRAYS}
     scale_writer = PlainArrayWriter(directory, "write_scale", facts.n_layers, n_rows)
-    n_truncated = 0
     with tqdm(total=n_rows, desc=description, unit="sentence") as progress:
-        for start, chunk in batches(list(sentences), batch_size):
-            states, truncated = last_token_states(loaded, chunk, max_tokens)
-            n_truncated += truncated
+        for rows, states in batched_last_token_states(
+            loaded, sentences, batch_size=batch_size, max_batch_tokens=max_batch_tokens
+        ):
             for name, writer in writers.items():
-                writer.write(start, _as_numpy(states, name))
-            scale_writer.write(start, states.write_scale.cpu().numpy())
-            progress.update(len(chunk))
+                writer.write(rows, getattr(states, name).cpu().numpy())
+            scale_writer.write(rows, states.write_scale.cpu().numpy())
+            progress.update(len(rows))
     for writer in [*writers.values(), scale_writer]:
         writer.close()
-    meta = {"n_sentences": n_rows, "n_truncated": n_truncated, "max_tokens": max_tokens, "facts": facts.__dict__}
+    meta = {"n_sentences": n_rows, "facts": facts.__dict__}
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -107,27 +115,97 @@ class Dump:
         return read_scaled(self.directory, name)
 
 
+# Detection reads each sentence's last token; a cut sentence would be read mid-sentence, so it is
+# dropped instead, and a split may lose at most this share of its pairs that way.
+MAX_DROPPED_SHARE = 0.05
+
+
+def pairs_for_detection(pairs: pl.DataFrame, tokenizer, max_tokens: int | None, what: str) -> pl.DataFrame:
+    """The split's pairs with their token counts and ``kept``: false where a side exceeds ``max_tokens``.
+
+    Fails, naming the option, when more than ``MAX_DROPPED_SHARE`` of the pairs would be dropped.
+    """
+    counted = pairs.with_columns(
+        pl.Series("pivot_tokens", token_lengths(tokenizer, pairs["pivot_text"].to_list()), dtype=pl.Int32),
+        pl.Series("target_tokens", token_lengths(tokenizer, pairs["target_text"].to_list()), dtype=pl.Int32),
+    )
+    longest = pl.max_horizontal("pivot_tokens", "target_tokens")
+    marked = counted.with_columns((longest <= max_tokens if max_tokens is not None else pl.lit(True)).alias("kept"))
+    dropped = marked.height - int(marked["kept"].sum())
+    if dropped:
+        log.info("%s: dropped %d of %d pairs with a sentence over runtime.max_tokens = %s tokens",
+                 what, dropped, marked.height, max_tokens)  # fmt: skip
+    if dropped > MAX_DROPPED_SHARE * marked.height:
+        raise ValueError(
+            f"{what}: {dropped} of {marked.height} pairs ({dropped / marked.height:.1%}) have a sentence longer than "
+            f"runtime.max_tokens = {max_tokens} tokens; more than {MAX_DROPPED_SHARE:.0%} would change what detection "
+            "reads. Raise runtime.max_tokens, or set it to null to read every sentence whole."
+        )
+    return marked
+
+
+def kept_pairs(pairs_path: Path) -> pl.DataFrame:
+    """The pairs a dump holds, in its row order (``{split}.pairs.parquet`` rows with ``kept``)."""
+    return pl.read_parquet(pairs_path).filter(pl.col("kept"))
+
+
 def dump_split(
-    manifest: Path, corpus: Path, split: str, directory: Path, *, batch_size: int, max_tokens: int, device: str
-) -> None:
-    """Dump the English (``pivot``) and L2 (``target``) sentences of one split."""
+    manifest: Path, corpus: Path, split: str, directory: Path, pairs_path: Path, *, batch_size: int,
+    max_batch_tokens: int | None, max_tokens: int | None, device: str,
+) -> None:  # fmt: skip
+    """Dump the English (``pivot``) and L2 (``target``) sentences of one split's kept pairs.
+
+    ``pairs_path`` gets every pair of the split with its token counts and whether it was kept.
+    """
     loaded = load_model(manifest, device)
-    pairs = pl.read_parquet(corpus)
+    corpus_pairs = pl.read_parquet(corpus).filter(pl.col("split") == split)
+    pairs = pairs_for_detection(corpus_pairs, loaded.tokenizer, max_tokens, f"{Path(corpus).stem}/{split}")
+    kept = pairs.filter(pl.col("kept"))
     for side in SIDES:
-        texts = sentences(pairs, split, side)
-        meta = dump_activations(
+        dump_activations(
             loaded,
-            texts,
+            sentences(kept, split, side),
             Path(directory) / side,
             batch_size=batch_size,
-            max_tokens=max_tokens,
+            max_batch_tokens=max_batch_tokens,
             description=f"{split}/{side}",
         )
-        log.info(
-            "%s/%s: %d sentences, %d truncated to %d tokens",
-            split,
-            side,
-            meta["n_sentences"],
-            meta["n_truncated"],
-            max_tokens,
-        )
+    pairs.write_parquet(pairs_path)
+    log.info("%s/%s: %d pairs dumped", Path(corpus).stem, split, kept.height)
+
+
+class InMemoryDump:
+    """Last-token states held in memory, read like a ``Dump`` (what the scoring stage reads of one)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays  # STATE_ARRAYS names -> [L, N, feature], and "write_scale" -> [L, N]
+
+    @classmethod
+    def of(cls, loaded: LoadedModel, sentences: Sequence[str], *, batch_size: int, max_batch_tokens: int | None):
+        """Every sentence's states from batched forward passes, rows in the sentences' order."""
+        parts: dict[str, list] = {name: [] for name in (*STATE_ARRAYS, "write_scale")}
+        order = []
+        for rows, states in batched_last_token_states(
+            loaded, sentences, batch_size=batch_size, max_batch_tokens=max_batch_tokens
+        ):
+            order.extend(rows)
+            for name in parts:
+                parts[name].append(getattr(states, name).cpu().numpy())
+        corpus_order = np.argsort(order)
+        return cls({name: np.concatenate(blocks, axis=1)[:, corpus_order] for name, blocks in parts.items()})
+
+    @property
+    def n_layers(self) -> int:
+        return self.arrays["layer_output"].shape[0]
+
+    def layer(self, name: str, layer: int) -> np.ndarray:
+        return self.arrays[name][layer]
+
+    def write_scale(self, layer: int) -> np.ndarray:
+        return self.arrays["write_scale"][layer]
+
+    def effective_activations(self, layer: int) -> np.ndarray:
+        return effective_activations(self.layer("neuron_activations", layer), self.write_scale(layer))
+
+    def all_layers(self, name: str) -> np.ndarray:
+        return self.arrays[name]

@@ -1,4 +1,10 @@
-"""Languages the workflow knows, with the facts that analyses need about each."""
+"""Languages the workflow knows, with the facts analyses need about each.
+
+``mkqa_code`` is the key of the language in MKQA's records (MKQA writes Simplified Chinese as
+``zh_cn``); MKQA's answer normalisation for each of its codes lives in
+``evaluation.mkqa_scoring``. ``family`` is the language's genealogical family, which the
+specificity analysis groups by.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +15,35 @@ from dataclasses import dataclass
 class Language:
     code: str
     name: str
-    # MKQA's normalisation splits these scripts into characters before token F1.
-    character_tokens: bool = False
-    articles: tuple[str, ...] = ()
+    family: str
+    mkqa_code: str = ""  # empty: the same as ``code``
 
+    @property
+    def mkqa_key(self) -> str:
+        return self.mkqa_code or self.code
+
+
+INDO_EUROPEAN = "Indo-European"
 
 LANGUAGES: dict[str, Language] = {
     lang.code: lang
     for lang in [
-        Language("en", "English", articles=("a", "an", "the")),
-        Language("ja", "Japanese", character_tokens=True),
-        Language("ko", "Korean"),
-        Language("zh", "Chinese", character_tokens=True),
-        Language("nl", "Dutch", articles=("de", "het", "een")),
-        Language("it", "Italian", articles=("il", "lo", "la", "i", "gli", "le", "l", "un", "uno", "una")),
-        Language("de", "German", articles=("der", "die", "das", "den", "dem", "des", "ein", "eine", "einen")),
-        Language("fr", "French", articles=("le", "la", "les", "l", "un", "une", "des")),
-        Language("es", "Spanish", articles=("el", "la", "los", "las", "un", "una", "unos", "unas")),
-        Language("pt", "Portuguese", articles=("o", "a", "os", "as", "um", "uma")),
-        Language("ru", "Russian"),
-        Language("ar", "Arabic"),
-        Language("hi", "Hindi"),
-        Language("th", "Thai", character_tokens=True),
-        Language("vi", "Vietnamese"),
-        Language("tr", "Turkish"),
+        Language("en", "English", INDO_EUROPEAN),
+        Language("ja", "Japanese", "Japonic"),
+        Language("ko", "Korean", "Koreanic"),
+        Language("zh", "Chinese", "Sino-Tibetan", mkqa_code="zh_cn"),
+        Language("nl", "Dutch", INDO_EUROPEAN),
+        Language("it", "Italian", INDO_EUROPEAN),
+        Language("de", "German", INDO_EUROPEAN),
+        Language("fr", "French", INDO_EUROPEAN),
+        Language("es", "Spanish", INDO_EUROPEAN),
+        Language("pt", "Portuguese", INDO_EUROPEAN),
+        Language("ru", "Russian", INDO_EUROPEAN),
+        Language("ar", "Arabic", "Afroasiatic"),
+        Language("hi", "Hindi", INDO_EUROPEAN),
+        Language("th", "Thai", "Kra-Dai"),
+        Language("vi", "Vietnamese", "Austroasiatic"),
+        Language("tr", "Turkish", "Turkic"),
     ]
 }
 

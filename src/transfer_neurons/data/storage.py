@@ -7,6 +7,7 @@ Arrays are laid out [layer, row, feature] so that one layer reads contiguously.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +26,33 @@ class _BlockFile:
         del header  # only created the header and a sparse file of the final size
         self.stream = open(path, "r+b")  # closed in close()
 
-    def write_rows(self, start: int, block: np.ndarray) -> None:
-        """Write ``block`` [layer, batch, ...] at rows ``start:start+batch`` of every layer."""
+    def write_rows(self, rows: Sequence[int], block: np.ndarray) -> None:
+        """Write ``block`` [layer, batch, ...] at rows ``rows`` (one per batch entry) of every layer.
+
+        Runs of consecutive rows are written in one call.
+        """
         n_rows = self.shape[1]
         row_bytes = int(np.prod(self.shape[2:], dtype=np.int64)) * self.dtype.itemsize
-        for layer, rows in enumerate(np.ascontiguousarray(block, dtype=self.dtype)):
-            self.stream.seek(self.offset + (layer * n_rows + start) * row_bytes)
-            self.stream.write(rows.tobytes())
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        for first, count, source in _consecutive_runs(rows):
+            for layer in range(block.shape[0]):
+                self.stream.seek(self.offset + (layer * n_rows + first) * row_bytes)
+                self.stream.write(block[layer, source : source + count].tobytes())
 
     def close(self) -> None:
         self.stream.close()
+
+
+def _consecutive_runs(rows: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(first row, length, position in ``rows``) of each run of consecutive row numbers."""
+    runs: list[tuple[int, int, int]] = []
+    for position, row in enumerate(rows):
+        if runs and runs[-1][0] + runs[-1][1] == row:
+            first, count, source = runs[-1]
+            runs[-1] = (first, count + 1, source)
+        else:
+            runs.append((int(row), 1, position))
+    return runs
 
 
 class ScaledArrayWriter:
@@ -45,12 +63,12 @@ class ScaledArrayWriter:
         self.values = _BlockFile(directory / f"{name}.npy", np.float16, (n_layers, n_rows, n_features))
         self.scales = _BlockFile(directory / f"{name}.scale.npy", np.float32, (n_layers, n_rows))
 
-    def write(self, start: int, block: np.ndarray) -> None:
-        """Write ``block`` [layer, batch, feature] (float32) at rows ``start:start+batch``."""
+    def write(self, rows: Sequence[int], block: np.ndarray) -> None:
+        """Write ``block`` [layer, batch, feature] (float32) at rows ``rows``."""
         scale = np.abs(block).max(axis=-1)
         scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        self.values.write_rows(start, block / scale[..., None])
-        self.scales.write_rows(start, scale)
+        self.values.write_rows(rows, block / scale[..., None])
+        self.scales.write_rows(rows, scale)
 
     def close(self) -> None:
         self.values.close()
@@ -73,8 +91,8 @@ class PlainArrayWriter:
         directory.mkdir(parents=True, exist_ok=True)
         self.values = _BlockFile(directory / f"{name}.npy", np.float32, (n_layers, n_rows))
 
-    def write(self, start: int, block: np.ndarray) -> None:
-        self.values.write_rows(start, block)
+    def write(self, rows: Sequence[int], block: np.ndarray) -> None:
+        self.values.write_rows(rows, block)
 
     def close(self) -> None:
         self.values.close()

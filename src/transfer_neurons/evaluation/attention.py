@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from transfer_neurons.data.corpus import sentences
+from transfer_neurons.data.dumps import kept_pairs
 from transfer_neurons.data.tidy import labelled
 from transfer_neurons.evaluation.conditions import (
     InterventionSettings,
@@ -20,7 +20,7 @@ from transfer_neurons.evaluation.conditions import (
 from transfer_neurons.model.batching import decoder_forward, tokenize
 from transfer_neurons.model.hooks import scaled_neurons
 from transfer_neurons.model.loading import LoadedModel, load_model
-from transfer_neurons.names import NEURON_TYPES, NORMAL, TARGET_SIDE, ConditionKind, condition_name
+from transfer_neurons.names import NEURON_TYPES, NORMAL, ConditionKind, condition_name
 
 
 def _clip(distribution: np.ndarray) -> np.ndarray:
@@ -40,9 +40,9 @@ def entropy(p: np.ndarray) -> np.ndarray:
     return -(p * np.log(_clip(p))).sum(-1)
 
 
-def last_token_attention(loaded: LoadedModel, sentences: Sequence[str], max_tokens: int) -> np.ndarray:
+def last_token_attention(loaded: LoadedModel, sentences: Sequence[str]) -> np.ndarray:
     """Attention of the last token over key positions: [layer, batch, head, pos] (left-padded)."""
-    batch = tokenize(loaded.tokenizer, sentences, max_tokens).to(loaded.device)
+    batch = tokenize(loaded.tokenizer, sentences).to(loaded.device)
     with torch.no_grad():
         output = decoder_forward(loaded.model, batch, output_attentions=True)
     if output.attentions is None or output.attentions[0] is None:
@@ -62,7 +62,7 @@ def evaluate_attention(
     for condition in names:
         neurons = condition_neurons(conditions, condition)
         with scaled_neurons(loaded.adapter, neurons, settings.factor, settings.positions):
-            patterns[condition] = last_token_attention(loaded, sentences, settings.max_tokens)
+            patterns[condition] = last_token_attention(loaded, sentences)
     normal = patterns[NORMAL]
     rows = []
     for condition, pattern in patterns.items():
@@ -79,13 +79,13 @@ def evaluate_attention(
                         "entropy": float(spread[layer, head]),
                     }
                 )
-    example = _example_attention(loaded.tokenizer, sentences[0], patterns, settings.max_tokens)
+    example = _example_attention(loaded.tokenizer, sentences[0], patterns)
     info = condition_info(conditions)
     return pl.DataFrame(rows).join(info, on="condition", how="left"), example
 
 
-def _example_attention(tokenizer, sentence: str, patterns: dict[str, np.ndarray], max_tokens: int) -> pl.DataFrame:
-    ids = tokenize(tokenizer, [sentence], max_tokens).input_ids[0].tolist()
+def _example_attention(tokenizer, sentence: str, patterns: dict[str, np.ndarray]) -> pl.DataFrame:
+    ids = tokenize(tokenizer, [sentence]).input_ids[0].tolist()
     tokens = [tokenizer.decode([token_id]) for token_id in ids]
     rows = []
     for condition, pattern in patterns.items():
@@ -105,12 +105,12 @@ def _example_attention(tokenizer, sentence: str, patterns: dict[str, np.ndarray]
 
 
 def run_attention(
-    manifest: Path, corpus: Path, conditions: Path, settings: InterventionSettings, *, n_sentences: int,
+    manifest: Path, test_pairs: Path, conditions: Path, settings: InterventionSettings, *, n_sentences: int,
     seed: int, device: str, labels: dict,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
     """Attention shift for normal, Type-1, Type-2 and the first random seed of each type."""
     loaded = load_model(manifest, device, attn_implementation="eager")
-    target_sentences = sentences(pl.read_parquet(corpus), "test", TARGET_SIDE)[:n_sentences]
+    target_sentences = kept_pairs(test_pairs)["target_text"].to_list()[:n_sentences]
     table = pl.read_parquet(conditions).filter(pl.col("condition").is_in(attention_conditions(seed)))
     shifts, example = evaluate_attention(loaded, target_sentences, table, settings)
     return labelled(shifts, **labels), labelled(example, **labels)

@@ -39,10 +39,10 @@ CONDITION_SCHEMA = {
 class InterventionSettings:
     """How a condition's neurons are scaled: at which positions, by which factor, in which batches."""
 
-    positions: str
     factor: float
     batch_size: int
-    max_tokens: int
+    max_batch_tokens: int | None = None  # padded tokens per batch at most (sentences are never cut)
+    positions: str = "prompt"  # a position mode of model.hooks.POSITION_MODES
 
 
 def _rows(kind: str, neuron_type, label, top_n, seed, layers, neurons, suffix: str = "") -> pl.DataFrame:

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 import torch
 from tqdm import tqdm
 
-from transfer_neurons.data.qa import load_qa
+from transfer_neurons.data.languages import language
+from transfer_neurons.data.qa import answers_of, gold_texts, load_qa, question_of
 from transfer_neurons.data.tidy import labelled
-from transfer_neurons.evaluation.answer_scoring import best_f1
 from transfer_neurons.evaluation.conditions import (
     InterventionSettings,
     condition_info,
     condition_names,
     condition_neurons,
 )
+from transfer_neurons.evaluation.mkqa_scoring import best_em_f1
 from transfer_neurons.model.batching import TokenizedBatch, batches, tokenize
 from transfer_neurons.model.hooks import scaled_neurons
 from transfer_neurons.model.loading import LoadedModel, load_model
@@ -34,7 +35,8 @@ class QASettings:
     max_new_tokens: int
     kinds: tuple[str, ...]  # the condition kinds to run
     include_sweep: bool  # also every N of the sweep, not only the main N
-    limit: int | None = None  # the first ``limit`` questions only
+    positions: tuple[str, ...] = ("prompt", "prompt_last")  # the paper's two settings, each run in full
+    limit: int | None = None  # the first ``limit`` scorable questions only
 
 
 def newline_token_ids(tokenizer) -> list[int]:
@@ -58,7 +60,7 @@ def prompt_prefix_cache(model, batch: TokenizedBatch):
     Positions follow the mask as ``generate()`` numbers left-padded rows, so the cache fits
     its next step.
     """
-    prefix = TokenizedBatch(batch.input_ids[:, :-1], batch.attention_mask[:, :-1], batch.n_truncated)
+    prefix = TokenizedBatch(batch.input_ids[:, :-1], batch.attention_mask[:, :-1])
     with torch.no_grad():
         output = model(**prefix.model_inputs(model), use_cache=True, logits_to_keep=1)
     return output.cache
@@ -90,7 +92,7 @@ def answers_by_condition(
     n_batches = -(-len(prompts) // settings.batch_size)
     with tqdm(total=n_batches * len(neuron_sets), desc="QA batches x conditions", unit="generation") as progress:
         for _, chunk in batches(list(prompts), settings.batch_size):
-            batch = tokenize(tokenizer, chunk, settings.max_tokens).to(loaded.device)
+            batch = tokenize(tokenizer, chunk).to(loaded.device)
             # A one-token prompt has no prefix to share.
             prefix = prompt_prefix_cache(model, batch) if share_prefix and batch.input_ids.shape[1] > 1 else None
             for name, neurons in neuron_sets.items():
@@ -120,20 +122,19 @@ def evaluate_qa(
     template: str,
     max_new_tokens: int,
 ) -> pl.DataFrame:
-    """One row per (condition, question): the prediction and its MKQA F1."""
-    prompts = [template.format(question=record["queries"][lang]) for record in records]
+    """One row per (condition, question): the prediction and its MKQA EM and F1, for ``settings.positions``."""
+    prompts = [template.format(question=question_of(record, lang)) for record in records]
     neuron_sets = {condition: condition_neurons(conditions, condition) for condition in condition_names(conditions)}
     answers = answers_by_condition(loaded, prompts, neuron_sets, settings, max_new_tokens)
-    rows = [
-        {
-            "condition": condition,
-            "example_id": str(record.get("example_id", "")),
-            "prediction": prediction,
-            "f1": best_f1(prediction, record["answers"][lang], lang),
-        }
-        for condition, predictions in answers.items()
-        for record, prediction in zip(records, predictions, strict=True)
-    ]
+    mkqa_key = language(lang).mkqa_key  # MKQA's rules for the language (zh_cn: characters)
+    golds = [gold_texts(answers_of(record, lang)) for record in records]
+    rows = []
+    for condition, predictions in answers.items():
+        for record, gold, prediction in zip(records, golds, predictions, strict=True):
+            em, f1 = best_em_f1(prediction, gold, mkqa_key)
+            rows.append({"condition": condition, "positions": settings.positions,
+                         "example_id": str(record.get("example_id", "")), "prediction": prediction, "em": em,
+                         "f1": f1})  # fmt: skip
     return pl.DataFrame(rows).join(condition_info(conditions), on="condition", how="left")
 
 
@@ -149,11 +150,21 @@ def run_qa_evaluation(
     manifest: Path, qa_source: dict, lang: str, conditions: Path, settings: InterventionSettings, qa: QASettings, *,
     main_label: str, device: str, labels: dict,
 ) -> pl.DataFrame:  # fmt: skip
-    """QA answers and F1 under the conditions ``qa`` selects (the ``evaluate_qa`` rule)."""
+    """QA answers, MKQA EM and F1 under the conditions ``qa`` selects, in each of its position modes
+    (the ``evaluate_qa`` rule)."""
     loaded = load_model(manifest, device)
     records = load_qa(qa_source, [lang], qa.limit)
     table = qa_conditions(pl.read_parquet(conditions), qa, main_label)
-    results = evaluate_qa(
-        loaded, records, lang, table, settings, template=qa.template, max_new_tokens=qa.max_new_tokens
-    )
-    return labelled(results, **labels)
+    results = [
+        evaluate_qa(
+            loaded,
+            records,
+            lang,
+            table,
+            replace(settings, positions=positions),
+            template=qa.template,
+            max_new_tokens=qa.max_new_tokens,
+        )  # fmt: skip
+        for positions in qa.positions
+    ]
+    return labelled(pl.concat(results), **labels)

@@ -16,8 +16,7 @@ import torch
 from safetensors.numpy import save_file
 from tqdm import tqdm
 
-from transfer_neurons.data.corpus import sentences
-from transfer_neurons.data.dumps import Dump
+from transfer_neurons.data.dumps import Dump, kept_pairs
 from transfer_neurons.data.tidy import labelled
 from transfer_neurons.evaluation.alignment import (
     check_knn_ks,
@@ -33,7 +32,13 @@ from transfer_neurons.evaluation.conditions import (
     condition_names,
     condition_neurons,
 )
-from transfer_neurons.model.batching import TokenizedBatch, batches, decoder_forward, length_sorted_order, tokenize
+from transfer_neurons.model.batching import (
+    TokenizedBatch,
+    decoder_forward,
+    length_sorted_batches,
+    token_lengths,
+    tokenize,
+)
 from transfer_neurons.model.hooks import (
     capture_states,
     recording_layer_outputs,
@@ -41,7 +46,7 @@ from transfer_neurons.model.hooks import (
     scaled_neurons,
 )
 from transfer_neurons.model.loading import LoadedModel, load_model
-from transfer_neurons.names import ACTIVATION_COSINE, PIVOT_SIDE, STATE_COSINE, TARGET_SIDE, cosine_metric, knn_metric
+from transfer_neurons.names import ACTIVATION_COSINE, PIVOT_SIDE, STATE_COSINE, cosine_metric, knn_metric
 
 
 def first_touched_layer(neurons: Mapping[int, Sequence[int]], n_layers: int) -> int:
@@ -107,10 +112,10 @@ def states_by_condition(
     partner = {"parallel": np.arange(len(sentences)), "non_parallel": np.argsort(derangement(len(sentences)))}
     outputs: dict[str, list] = {name: [] for name in neuron_sets}
     cosines = {name: {pairing: [] for pairing in partner} for name in neuron_sets}
-    order = np.array(length_sorted_order(tokenizer, sentences, settings.max_tokens))
-    with tqdm(total=-(-len(sentences) // settings.batch_size), desc="state batches", unit="batch") as progress:
-        for _, rows in batches(order, settings.batch_size):
-            batch = tokenize(tokenizer, [sentences[row] for row in rows], settings.max_tokens).to(loaded.device)
+    batches = length_sorted_batches(token_lengths(tokenizer, sentences), settings.batch_size, settings.max_batch_tokens)
+    with tqdm(total=len(batches), desc="state batches", unit="batch") as progress:
+        for rows in batches:
+            batch = tokenize(tokenizer, [sentences[row] for row in rows]).to(loaded.device)
             for name, (layer_output, activations) in batch_states_by_condition(
                 loaded, batch, neuron_sets, settings
             ).items():
@@ -119,7 +124,8 @@ def states_by_condition(
                 for pairing, partners in partner.items():
                     cosines[name][pairing].append(row_cosines(pivot_activations[:, partners[rows]], activations))
             progress.update(1)
-    corpus_order = np.argsort(order)  # batches ran in length order; results go back to corpus order
+    # Batches ran in length order; results go back to corpus order.
+    corpus_order = np.argsort(np.concatenate([np.asarray(rows) for rows in batches]))
     return {
         name: ConditionStates(
             np.concatenate(outputs[name], axis=1)[:, corpus_order],
@@ -184,12 +190,12 @@ def evaluate_states(
 
 
 def run_state_evaluation(
-    manifest: Path, corpus: Path, test_dump: Path, conditions: Path, settings: InterventionSettings, *,
+    manifest: Path, test_pairs: Path, test_dump: Path, conditions: Path, settings: InterventionSettings, *,
     knn_ks, device: str, labels: dict, arrays_path: Path,
 ) -> pl.DataFrame:  # fmt: skip
     """Alignment metrics under every condition; saves the L2 test centroids [L, d] per condition."""
     loaded = load_model(manifest, device)
-    target_sentences = sentences(pl.read_parquet(corpus), "test", TARGET_SIDE)
+    target_sentences = kept_pairs(test_pairs)["target_text"].to_list()
     table = pl.read_parquet(conditions)
     metrics, centroids = evaluate_states(
         loaded, Dump(Path(test_dump) / PIVOT_SIDE), target_sentences, table, settings, knn_ks

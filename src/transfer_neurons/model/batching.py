@@ -18,7 +18,6 @@ import torch
 class TokenizedBatch:
     input_ids: torch.Tensor  # [batch, pos]
     attention_mask: torch.Tensor  # [batch, pos]
-    n_truncated: int
 
     def model_inputs(self, model) -> dict[str, torch.Tensor]:
         inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
@@ -27,7 +26,7 @@ class TokenizedBatch:
         return inputs
 
     def to(self, device: torch.device) -> TokenizedBatch:
-        return TokenizedBatch(self.input_ids.to(device), self.attention_mask.to(device), self.n_truncated)
+        return TokenizedBatch(self.input_ids.to(device), self.attention_mask.to(device))
 
 
 def decoder_forward(model, batch: TokenizedBatch, **options):
@@ -58,29 +57,40 @@ def ensure_padding(tokenizer) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
-def tokenize(tokenizer, sentences: Sequence[str], max_tokens: int) -> TokenizedBatch:
-    """Tokenize and left-pad; sentences longer than ``max_tokens`` keep their first tokens."""
+def tokenize(tokenizer, sentences: Sequence[str]) -> TokenizedBatch:
+    """Tokenize whole sentences and pad them on the left (nothing is ever cut)."""
     ensure_padding(tokenizer)
-    full = tokenizer(list(sentences), add_special_tokens=True)["input_ids"]
-    n_truncated = sum(len(ids) > max_tokens for ids in full)
-    encoded = tokenizer(
-        list(sentences),
-        add_special_tokens=True,
-        padding=True,
-        truncation=True,
-        max_length=max_tokens,
-        return_tensors="pt",
-    )
-    return TokenizedBatch(encoded["input_ids"], encoded["attention_mask"], n_truncated)
+    encoded = tokenizer(list(sentences), add_special_tokens=True, padding=True, return_tensors="pt")
+    return TokenizedBatch(encoded["input_ids"], encoded["attention_mask"])
 
 
-def length_sorted_order(tokenizer, sentences: Sequence[str], max_tokens: int) -> list[int]:
-    """Sentence indices ordered by token count (stable), so that batches of neighbours pad little.
+def token_lengths(tokenizer, sentences: Sequence[str]) -> list[int]:
+    """Tokens per sentence, special tokens included, as ``tokenize`` encodes them."""
+    return [len(ids) for ids in tokenizer(list(sentences), add_special_tokens=True)["input_ids"]]
 
-    On the built-in corpus, batches in corpus order are a third padding.
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None) -> list[list[int]]:
+    """Sentence indices in batches of similar length, shortest first.
+
+    A batch holds at most ``batch_size`` sentences and, once padded to its longest sentence, at
+    most ``max_batch_tokens`` tokens (a longer sentence goes alone), so that memory stays flat
+    however long the corpus's sentences are. Batches of neighbours in length pad little: on the
+    built-in corpus, batches in corpus order are a third padding.
     """
-    counts = [min(len(ids), max_tokens) for ids in tokenizer(list(sentences), add_special_tokens=True)["input_ids"]]
-    return sorted(range(len(counts)), key=counts.__getitem__)
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    result: list[list[int]] = []
+    current: list[int] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        # Sorted ascending, so the sentence being added is the batch's longest.
+        padded = (len(current) + 1) * lengths[index]
+        if current and (len(current) == batch_size or (max_batch_tokens is not None and padded > max_batch_tokens)):
+            result.append(current)
+            current = []
+        current.append(index)
+    if current:
+        result.append(current)
+    return result
 
 
 def batches(items: Sequence, batch_size: int) -> Iterator[tuple[int, Sequence]]:

@@ -82,14 +82,20 @@ def score_profile_chart(profile: pl.DataFrame, title: str) -> alt.FacetChart:
 
 
 def qa_f1_chart(summary: pl.DataFrame, title: str) -> alt.LayerChart:
-    """Mean QA F1 per condition group with bootstrap 95 % CI, one panel per language."""
+    """Mean MKQA F1 per condition group with bootstrap 95 % CI, one panel per language and position mode."""
     base = alt.Chart(summary).encode(x=alt.X("group:N", sort=GROUP_ORDER, title=None))
-    bars = base.mark_bar().encode(y=alt.Y("f1:Q", title="QA F1 (MKQA normalisation)"), color=group_colour())
+    bars = base.mark_bar().encode(
+        y=alt.Y("mkqa_f1:Q", title="MKQA F1 (mean over questions, 95 % CI)"),
+        color=group_colour(),
+        tooltip=["language:N", "positions:N", "group:N", alt.Tooltip("mkqa_f1:Q", format=".3f"),
+                 alt.Tooltip("ci_low:Q", format=".3f"), alt.Tooltip("ci_high:Q", format=".3f"),
+                 alt.Tooltip("mkqa_em:Q", format=".3f")],
+    )  # fmt: skip
     errors = base.mark_errorbar().encode(y="ci_low:Q", y2="ci_high:Q")
     return (
         alt.layer(bars, errors, data=summary)
         .properties(width=220, height=180)
-        .facet(column=alt.Column("language:N", title=None))
+        .facet(column=alt.Column("language:N", title=None), row=alt.Row("positions:N", title="deactivated"))
         .properties(title=title)
     )
 
@@ -248,10 +254,11 @@ def detector_agreement_chart(agreement: pl.DataFrame, title: str) -> alt.FacetCh
 def dose_response_chart(table: pl.DataFrame, title: str) -> alt.VConcatChart:
     """Layer-mean k-NN alignment and QA F1 as N grows, transfer vs random neurons."""
     knn_metric = next(column for column in table.columns if column.startswith(KNN_PREFIX))
+    qa_columns = [column for column in table.columns if column.startswith("mkqa_f1_")]
+    measures = [(knn_metric, "mutual k-NN (layer mean)")]
+    measures += [(column, f"MKQA F1 ({column.removeprefix('mkqa_f1_')})") for column in qa_columns]
     panels = []
-    for measure, label in ((knn_metric, "mutual k-NN (layer mean)"), ("qa_f1", "QA F1")):
-        if measure not in table.columns:
-            continue
+    for measure, label in measures:
         panels.append(
             alt.Chart(table)
             .mark_line(point=True)

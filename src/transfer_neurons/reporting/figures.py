@@ -136,8 +136,10 @@ FIGURES: dict[str, Figure] = {
                 results["qa"], context.settings.main_label, context.settings.resamples
             ),
             charts.qa_f1_chart,
+            "MKQA F1 (MKQA's own answer normalisation) of greedy answers in each language, with every "
+            "prompt token deactivated (prompt) or only the last one (prompt_last), the paper's two settings. "
             "The paper reports that deactivating the top-1000 Type-1 neurons collapses multilingual QA "
-            "(MKQA) while as many random neurons barely change it.",
+            "while as many random neurons barely change it.",
             measured.qa_measured,
             table="qa_summary",
         ),

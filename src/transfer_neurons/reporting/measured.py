@@ -21,20 +21,19 @@ pl = lazy_import("polars")  # the Snakefile reads the figure registry, which ref
 
 
 def qa_measured(tables: Tables, context: FigureContext) -> str:
-    summary = tables["qa_summary"]
+    summary, contrasts = tables["qa_summary"], tables["qa_contrasts"]
     parts = []
-    for lang, rows in summary.group_by("language", maintain_order=True):
+    for (lang, positions), rows in summary.group_by("language", "positions", maintain_order=True):
         by_group = {row["group"]: row for row in rows.iter_rows(named=True)}
         if NORMAL not in by_group:
             continue
-        text = f"{lang[0]}: F1 {by_group[NORMAL]['f1']:.3f} normally"
-        for neuron_type in NEURON_TYPES:
-            row = by_group.get(neuron_type)
-            if row and row.get("diff_vs_random") is not None:
-                text += (
-                    f"; {neuron_type} deactivated {row['f1']:.3f} (vs random: {row['diff_vs_random']:+.3f}, "
-                    f"95 % CI {row['diff_ci_low']:+.3f} to {row['diff_ci_high']:+.3f})"
-                )
+        text = f"{lang} ({positions}): MKQA F1 {by_group[NORMAL]['mkqa_f1']:.3f} normally"
+        versus = contrasts.filter((pl.col("language") == lang) & (pl.col("positions") == positions))
+        for row in versus.iter_rows(named=True):
+            text += (
+                f"; {row['neuron_type']} off {row['transfer']:.3f} vs {row['baseline']} {row['baseline_value']:.3f} "
+                f"(difference {row['difference']:+.3f}, 95 % CI {row['ci_low']:+.3f} to {row['ci_high']:+.3f})"
+            )
         parts.append(text)
     return "This run: " + ". ".join(parts) + "." if parts else ""
 

@@ -10,11 +10,14 @@ from transfer_neurons.evaluation.statistics import bootstrap_mean_ci
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import (
     ACTIVATION_COSINE,
+    BASELINE_KINDS,
     GROUP_ORDER,
+    NEURON_TYPES,
     NORMAL,
     PAIRINGS,
     STATE_COSINE,
     ConditionKind,
+    condition_group,
     cosine_metric,
 )
 
@@ -81,38 +84,73 @@ def main_conditions(frame: pl.DataFrame, main_label: str) -> pl.DataFrame:
     return frame.filter((pl.col("kind") == NORMAL) | (pl.col("top_n_label") == str(main_label)))
 
 
-def qa_summary(answers: pl.DataFrame, main_label: str, resamples: int) -> pl.DataFrame:
-    """Per language and group: mean F1 with a bootstrap 95 % CI over questions; baselines are
-    averaged over seeds per question first. Transfer groups also get the paired difference to
-    the random baseline of their type, with its CI.
-    """
+QA_KEYS = ["model", "language", "positions"]
+
+
+def group_order():
+    """A sort expression that puts condition groups in ``GROUP_ORDER`` (others last)."""
+    return pl.col("group").replace_strict(GROUP_ORDER, list(range(len(GROUP_ORDER))), default=99)
+
+
+def per_question_scores(answers: pl.DataFrame, main_label: str) -> pl.DataFrame:
+    """MKQA EM and F1 per question and condition group; seeds of a baseline averaged per question."""
     grouped = with_group(main_conditions(answers, main_label))
-    per_question = grouped.group_by("model", "language", "group", "example_id").agg(
-        pl.col("f1").mean(), pl.col("seed").n_unique().alias("n_seeds")
+    return grouped.group_by(*QA_KEYS, "group", "example_id").agg(
+        pl.col("f1").mean(), pl.col("em").mean(), pl.col("seed").n_unique().alias("n_seeds")
     )
+
+
+def qa_summary(answers: pl.DataFrame, main_label: str, resamples: int) -> pl.DataFrame:
+    """Per language, position mode and group: mean MKQA F1 with a bootstrap 95 % CI over questions,
+    mean MKQA EM, and the spread of the baseline's seeds."""
+    per_question = per_question_scores(answers, main_label)
     seed_spread = (
-        grouped.group_by("model", "language", "group", "condition")
+        with_group(main_conditions(answers, main_label))
+        .group_by(*QA_KEYS, "group", "condition")
         .agg(pl.col("f1").mean().alias("seed_f1"))
-        .group_by("model", "language", "group")
+        .group_by(*QA_KEYS, "group")
         .agg(pl.col("seed_f1").min().alias("seed_min"), pl.col("seed_f1").max().alias("seed_max"))
     )
     rows = []
-    for (model, lang, group), part in per_question.group_by("model", "language", "group", maintain_order=True):
-        part = part.sort("example_id")
-        mean, low, high = bootstrap_mean_ci(part["f1"].to_numpy(), resamples)
-        row = {"model": model, "language": lang, "group": group, "f1": mean, "ci_low": low, "ci_high": high,
-               "n_questions": part.height, "n_seeds": int(part["n_seeds"].max())}  # fmt: skip
-        baseline = per_question.filter(
-            (pl.col("language") == lang) & (pl.col("model") == model) & (pl.col("group") == f"random_{group}")
-        ).sort("example_id")
-        if group in ("type1", "type2") and baseline.height == part.height:
-            difference = part["f1"].to_numpy() - baseline["f1"].to_numpy()
-            row["diff_vs_random"], row["diff_ci_low"], row["diff_ci_high"] = bootstrap_mean_ci(difference, resamples)
-        rows.append(row)
+    for keys, part in per_question.group_by(*QA_KEYS, "group", maintain_order=True):
+        mean, low, high = bootstrap_mean_ci(part.sort("example_id")["f1"].to_numpy(), resamples)
+        rows.append({**dict(zip([*QA_KEYS, "group"], keys, strict=True)), "mkqa_f1": mean, "ci_low": low,
+                     "ci_high": high, "mkqa_em": part["em"].mean(), "n_questions": part.height,
+                     "n_seeds": int(part["n_seeds"].max())})  # fmt: skip
     summary = pl.DataFrame(rows, infer_schema_length=None)
-    return summary.join(seed_spread, on=["model", "language", "group"], how="left").sort(
-        "model", "language", pl.col("group").replace_strict(GROUP_ORDER, list(range(len(GROUP_ORDER))), default=99)
-    )
+    return summary.join(seed_spread, on=[*QA_KEYS, "group"], how="left").sort(*QA_KEYS, group_order())
+
+
+def paired_contrasts(per_unit: pl.DataFrame, keys: list[str], unit: str, value: str, resamples: int) -> pl.DataFrame:
+    """Each type's transfer neurons against each baseline of the same type, paired by ``unit``.
+
+    ``per_unit`` has ``keys``, ``group`` (``type1``, ``random_type1``, ...), ``unit`` and ``value``.
+    Per key and pair of groups: both means, the mean difference (transfer minus baseline) and its
+    bootstrap 95 % CI over units. A difference whose CI excludes 0 is one the baseline cannot explain.
+    """
+    rows = []
+    for key_values, part in per_unit.group_by(*keys, maintain_order=True):
+        by_group = {group: rows_.sort(unit) for (group,), rows_ in part.group_by("group")}
+        for neuron_type in NEURON_TYPES:
+            transfer = by_group.get(neuron_type)
+            if transfer is None:
+                continue
+            for baseline_kind in BASELINE_KINDS:
+                baseline = by_group.get(condition_group(baseline_kind, neuron_type))
+                if baseline is None or baseline[unit].to_list() != transfer[unit].to_list():
+                    continue
+                difference = transfer[value].to_numpy() - baseline[value].to_numpy()
+                mean, low, high = bootstrap_mean_ci(difference, resamples)
+                rows.append({**dict(zip(keys, key_values, strict=True)), "neuron_type": neuron_type,
+                             "baseline": baseline_kind, "transfer": float(transfer[value].mean()),
+                             "baseline_value": float(baseline[value].mean()), "difference": mean, "ci_low": low,
+                             "ci_high": high, "n": transfer.height})  # fmt: skip
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def qa_contrasts(answers: pl.DataFrame, main_label: str, resamples: int) -> pl.DataFrame:
+    """MKQA F1 of transfer neurons minus each baseline's, paired by question, with its CI."""
+    return paired_contrasts(per_question_scores(answers, main_label), QA_KEYS, "example_id", "f1", resamples)
 
 
 def metric_by_group(metrics: pl.DataFrame, main_label: str) -> pl.DataFrame:
@@ -190,21 +228,21 @@ def attention_summary(shifts: pl.DataFrame) -> pl.DataFrame:
 
 
 def dose_response(metrics: pl.DataFrame, answers: pl.DataFrame | None, knn_metric: str) -> pl.DataFrame:
-    """Per language, type, N and kind (transfer/random): layer-mean k-NN alignment and QA F1."""
+    """Per language, type, N and kind (transfer/random): layer-mean k-NN alignment and mean MKQA F1
+    in each QA position mode (``mkqa_f1_{positions}``)."""
+    keys = ["model", "language", "neuron_type", "top_n", "kind"]
     swept = metrics.filter(pl.col("kind").is_in(DOSE_KINDS) & (pl.col("metric") == knn_metric))
-    knn = swept.group_by("model", "language", "neuron_type", "top_n", "kind").agg(
-        pl.col("value").mean().alias(knn_metric)
-    )
+    knn = swept.group_by(*keys).agg(pl.col("value").mean().alias(knn_metric))
     if answers is None:
         return knn.sort("model", "language", "neuron_type", "kind", "top_n")
     qa = (
         answers.filter(pl.col("kind").is_in(DOSE_KINDS))
-        .group_by("model", "language", "neuron_type", "top_n", "kind")
-        .agg(pl.col("f1").mean().alias("qa_f1"))
+        .group_by(*keys, "positions")
+        .agg(pl.col("f1").mean())
+        .pivot(on="positions", index=keys, values="f1")
     )
-    return knn.join(qa, on=["model", "language", "neuron_type", "top_n", "kind"], how="left").sort(
-        "model", "language", "neuron_type", "kind", "top_n"
-    )
+    qa = qa.rename({column: f"mkqa_f1_{column}" for column in qa.columns if column not in keys})
+    return knn.join(qa, on=keys, how="left").sort("model", "language", "neuron_type", "kind", "top_n")
 
 
 def agreement_summary(agreement: pl.DataFrame, main_label: str) -> pl.DataFrame:
@@ -214,4 +252,30 @@ def agreement_summary(agreement: pl.DataFrame, main_label: str) -> pl.DataFrame:
         .group_by("reference", "detector", "neuron_type")
         .agg((pl.col("shared").sum() / pl.col("n_reference").sum()).alias("shared_share"))
         .sort("reference", "detector", "neuron_type")
+    )
+
+
+def data_summary(dropped: pl.DataFrame, detection_pairs: pl.DataFrame) -> pl.DataFrame:
+    """How many pairs each step kept or dropped, per language and split (tidy: language, split, step, pairs).
+
+    ``dropped`` lists the pairs ``corpus.duplicates`` dropped (before splitting, so split "all");
+    ``detection_pairs`` every pair of each split with ``kept`` (false: over ``runtime.max_tokens``).
+    """
+    duplicates = (
+        dropped.group_by("language", "reason")
+        .len("pairs")
+        .select("language", pl.lit("all").alias("split"), ("dropped: " + pl.col("reason")).alias("step"), "pairs")
+    )
+    per_split = detection_pairs.group_by("language", "split").agg(
+        pl.len().alias("in split"),
+        (~pl.col("kept")).sum().alias("dropped: over runtime.max_tokens"),
+        pl.col("kept").sum().alias("used for detection"),
+    )
+    steps = per_split.unpivot(index=["language", "split"], variable_name="step", value_name="pairs")
+    order = ["in split", "dropped: over runtime.max_tokens", "used for detection"]
+    return (
+        pl.concat([duplicates.cast({"pairs": pl.Int64}), steps.cast({"pairs": pl.Int64})])
+        .with_columns(pl.col("step").replace_strict(order, range(len(order)), default=-1).alias("order"))
+        .sort("language", "split", "order", "step")
+        .drop("order")
     )

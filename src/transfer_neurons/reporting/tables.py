@@ -35,6 +35,11 @@ SUMMARY_TABLES: dict[str, SummaryTable] = {
     table.name: table
     for table in (
         SummaryTable(
+            "data_summary",
+            ("dropped_pairs", "detection_pairs"),
+            lambda results, settings: summaries.data_summary(results["dropped_pairs"], results["detection_pairs"]),
+        ),
+        SummaryTable(
             "detection_summary",
             ("neurons",),
             lambda results, settings: summaries.detection_summary(results["neurons"], settings.main_label),
@@ -43,6 +48,11 @@ SUMMARY_TABLES: dict[str, SummaryTable] = {
             "qa_summary",
             ("qa",),
             lambda results, settings: summaries.qa_summary(results["qa"], settings.main_label, settings.resamples),
+        ),
+        SummaryTable(
+            "qa_contrasts",
+            ("qa",),
+            lambda results, settings: summaries.qa_contrasts(results["qa"], settings.main_label, settings.resamples),
         ),
         SummaryTable(
             "alignment_summary",
