@@ -36,7 +36,9 @@ def test_builtin_corpus_is_valid_and_every_row_has_every_language():
 
 
 def test_a_row_missing_one_language_is_named(tmp_path):
-    path = write(tmp_path / "wide.tsv", "id\ten\tja\tde\ns1\tHello.\tこんにちは。\tHallo.\ns2\tThanks.\tありがとう。\t\n")
+    path = write(
+        tmp_path / "wide.tsv", "id\ten\tja\tde\ns1\tHello.\tこんにちは。\tHallo.\ns2\tThanks.\tありがとう。\t\n"
+    )
     assert load_file_pairs(path, "en", "ja").height == 2
     with pytest.raises(CorpusError, match=r"wide.tsv: line 3: column 'de': empty or whitespace-only sentence"):
         load_file_pairs(path, "en", "de")

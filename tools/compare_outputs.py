@@ -20,9 +20,7 @@ PATTERNS = ("results/**/*.parquet", "reports/tables/**/*.csv", "reports/figures/
 
 def outputs(directory: Path) -> dict[str, Path]:
     """Relative path -> file, for every compared output under ``directory``."""
-    return {
-        str(path.relative_to(directory)): path for pattern in PATTERNS for path in sorted(directory.glob(pattern))
-    }
+    return {str(path.relative_to(directory)): path for pattern in PATTERNS for path in sorted(directory.glob(pattern))}
 
 
 def same_content(first: Path, second: Path) -> bool:
