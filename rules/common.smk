@@ -7,8 +7,12 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 # Registries and names only: these modules import nothing heavy at start-up.
 from transfer_neurons.data.languages import language  # noqa: E402
-from transfer_neurons.detection.detectors import detector  # noqa: E402
-from transfer_neurons.names import SPLITS, knn_metric  # noqa: E402
+from transfer_neurons.detection.detectors import score_detector  # noqa: E402
+from transfer_neurons.evaluation.harness_tasks import (
+    tasks_for,
+    unknown_tasks,
+)  # noqa: E402
+from transfer_neurons.names import SPLITS, expand_groups, knn_metric  # noqa: E402
 from transfer_neurons.reporting.figures import (  # noqa: E402
     DETECTOR_SCOPE,
     FIGURES,
@@ -27,7 +31,7 @@ EVALUATION = config["evaluation"]
 for _code in [config["pivot_language"], *LANGUAGES]:
     language(_code)  # fails early, naming the known codes
 for _name in DETECTORS:
-    detector(_name)  # fails early, naming the registered detectors
+    score_detector(_name)  # fails early, naming the registered detectors
 if EVALUATION["detector"] not in DETECTORS:
     raise ValueError(
         f"config: evaluation.detector {EVALUATION['detector']!r} must be one of detection.detectors {DETECTORS}"
@@ -40,13 +44,42 @@ if _missing_sources:
 if config["detection"]["top_n"] not in config["detection"]["top_n_sweep"]:
     raise ValueError("config: detection.top_n must be one of detection.top_n_sweep")
 
-DETECTOR_FIGURES = figures_of(DETECTOR_SCOPE, len(DETECTORS))
-EVALUATION_FIGURES = figures_of(MODEL_SCOPE, len(DETECTORS))
-SUMMARY_TABLES = tables_of(len(DETECTORS))
+LM_EVAL = EVALUATION["lm_eval"]
+HARNESS_CONDITIONS = (
+    expand_groups(LM_EVAL["conditions"], LM_EVAL["seeds"] or EVALUATION["random_seeds"])
+    if LM_EVAL["enabled"]
+    else []
+)
+# Languages with at least one harness task (a per-language mapping may leave some out).
+HARNESS_LANGUAGES = [lang for lang in LANGUAGES if tasks_for(LM_EVAL["tasks"], lang)]
+if LM_EVAL["enabled"] and workflow.is_main_process:
+    # Checked once, before any job: naming a task the harness lacks fails here, not hours later.
+    _tasks = sorted(
+        {task for lang in LANGUAGES for task in tasks_for(LM_EVAL["tasks"], lang)}
+    )
+    _unknown = unknown_tasks(_tasks, LM_EVAL["include_path"])
+    if _unknown:
+        raise ValueError(
+            f"config: evaluation.lm_eval.tasks: unknown task {', '.join(map(repr, _unknown))}: neither a task, "
+            f"group or tag of lm-evaluation-harness nor defined in evaluation.lm_eval.include_path "
+            f"({LM_EVAL['include_path']!r})"
+        )
+
+# Optional parts of the workflow that some figures and tables need.
+PARTS = frozenset(
+    (["lape"] if config["detection"]["lape"]["enabled"] else [])
+    + (["lm_eval"] if EVALUATION["lm_eval"]["enabled"] else [])
+    + (["patching"] if EVALUATION["patching"]["enabled"] else [])
+)
+DETECTOR_FIGURES = figures_of(DETECTOR_SCOPE, len(DETECTORS), PARTS)
+EVALUATION_FIGURES = figures_of(MODEL_SCOPE, len(DETECTORS), PARTS)
+SUMMARY_TABLES = tables_of(len(DETECTORS), PARTS)
 FIGURE_SETTINGS = {
     "main_label": str(config["detection"]["top_n"]),
     "knn_metric": knn_metric(EVALUATION["states"]["knn_k"][0]),
     "resamples": EVALUATION["bootstrap_resamples"],
+    "pivot": config["pivot_language"],
+    "detector": EVALUATION["detector"],
 }
 
 
@@ -82,9 +115,25 @@ def model_local_files(wildcards):
     return []
 
 
+def data_files():
+    """Every local data file the run reads: corpora, the QA set and harness task files."""
+    corpora = [
+        source["path"]
+        for source in config["corpus"]["sources"].values()
+        if "path" in source
+    ]
+    return sorted(set(corpora + qa_source_file() + harness_task_files(None)))
+
+
 def qa_source_file():
     source = EVALUATION["qa"]["source"]
     return [source["path"]] if "path" in source else []
+
+
+def harness_task_files(wildcards):
+    """The task YAML and data files of include_path, so that editing them reruns the harness jobs."""
+    path = LM_EVAL["include_path"]
+    return sorted(str(p) for p in Path(path).rglob("*") if p.is_file()) if path else []
 
 
 def top_lists_by_detector(wildcards):
@@ -101,6 +150,23 @@ def top_lists_by_detector(wildcards):
 
 
 # --- evaluation -------------------------------------------------------------
+LAPE_SETTINGS = {
+    key: value for key, value in config["detection"]["lape"].items() if key != "enabled"
+}
+
+
+def condition_inputs(wildcards):
+    """Write magnitudes (for magnitude-matched sets) and LAPE neurons, where configured."""
+    inputs = {}
+    if EVALUATION["magnitude_matched"]:
+        inputs["magnitudes"] = rules.write_magnitudes.output.magnitudes.format(
+            model=wildcards.model, lang=wildcards.lang
+        )
+    if config["detection"]["lape"]["enabled"]:
+        inputs["lape"] = rules.lape.output.neurons.format(model=wildcards.model)
+    return inputs
+
+
 def top_list(wildcards):
     """The top-N lists of the detector whose neurons the interventions use."""
     return expand(
@@ -130,10 +196,19 @@ def result_pattern(name):
         "detection_pairs": rules.dump_activations.output.pairs,
         "scores": rules.score_neurons.output.scores,
         "neurons": rules.score_neurons.output.top,
+        "magnitudes": rules.write_magnitudes.output.magnitudes,
+        "conditions": rules.conditions.output.conditions,
         "qa": rules.evaluate_qa.output.answers,
         "states": rules.evaluate_states.output.metrics,
+        "state_pairs": rules.evaluate_states.output.pairs,
+        "loss": rules.evaluate_loss.output.losses,
         "attention": rules.evaluate_attention.output.shifts,
+        "attention_sentences": rules.evaluate_attention.output.sentences,
         "attention_example": rules.evaluate_attention.output.example,
+        "lape": rules.lape.output.neurons,
+        "lape_overlap": rules.lape_overlap.output.overlap,
+        "harness": rules.evaluate_harness.output.table,
+        "patching": rules.evaluate_patching.output.table,
         "language_space": rules.language_space.output.similarity,
         "language_pca": rules.language_space.output.pca,
         "specificity": rules.language_specificity.output.table,
@@ -148,8 +223,9 @@ def result_files(names, model, detectors=DETECTORS):
             result_pattern(name),
             model=model,
             detector=detectors,
-            lang=LANGUAGES,
+            lang=HARNESS_LANGUAGES if name == "harness" else LANGUAGES,
             split=SPLITS,
+            condition=HARNESS_CONDITIONS,
         )
         for name in names
     }

@@ -40,6 +40,68 @@ rule score_neurons:
         "../scripts/score_neurons.py"
 
 
+rule write_magnitudes:
+    """How much each neuron writes (mean |activation| x |write vector|) over the L2 training sentences."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        train="results/{model}/activations/{lang}/train",
+    output:
+        magnitudes="results/{model}/magnitudes/{lang}.parquet",
+    log:
+        "logs/write_magnitudes/{model}/{lang}.log",
+    conda:
+        "../envs/transfer-neurons.yaml"
+    resources:
+        mem_mb=config["resources"]["model_mem_mb"],
+        runtime=30,
+    script:
+        "../scripts/write_magnitudes.py"
+
+
+rule lape:
+    """LAPE language-specific neurons of every language, from activation counts over all tokens."""
+    input:
+        trains=expand("results/{{model}}/activations/{lang}/train", lang=LANGUAGES),
+    output:
+        neurons="results/{model}/lape/neurons.parquet",
+    log:
+        "logs/lape/{model}.log",
+    conda:
+        "../envs/transfer-neurons.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        pivot=config["pivot_language"],
+        languages=LANGUAGES,
+        settings=LAPE_SETTINGS,
+    script:
+        "../scripts/lape.py"
+
+
+rule lape_overlap:
+    """Overlap of each language's LAPE neurons with its Type-1 and Type-2 top-N, per layer."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        lape="results/{model}/lape/neurons.parquet",
+        tops=expand(
+            "results/{{model}}/neurons/{detector}/{lang}.parquet",
+            detector=EVALUATION["detector"],
+            lang=LANGUAGES,
+        ),
+    output:
+        overlap="results/{model}/lape/overlap.parquet",
+    log:
+        "logs/lape_overlap/{model}.log",
+    conda:
+        "../envs/transfer-neurons.yaml"
+    params:
+        main_label=config["detection"]["top_n"],
+        languages=LANGUAGES,
+    script:
+        "../scripts/lape_overlap.py"
+
+
 rule detector_agreement:
     """Overlap of the reference detector's top-N lists with every other detector's, per layer."""
     input:

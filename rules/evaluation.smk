@@ -1,6 +1,7 @@
 rule conditions:
-    """The neurons each condition deactivates: transfer, random and layer-matched sets."""
+    """The neurons each condition deactivates: transfer neurons, drawn baselines, the LAPE set."""
     input:
+        unpack(condition_inputs),
         manifest="resources/models/{model}/manifest.json",
         top=top_list,
     output:
@@ -12,9 +13,13 @@ rule conditions:
     params:
         type1_fraction=config["detection"]["type1_fraction"],
         main_label=config["detection"]["top_n"],
-        seeds=EVALUATION["random_seeds"],
-        sweep_seeds=EVALUATION["sweep_seeds"],
-        layer_matched=EVALUATION["layer_matched"],
+        baselines={
+            "seeds": tuple(EVALUATION["random_seeds"]),
+            "sweep_seeds": tuple(EVALUATION["sweep_seeds"]),
+            "layer_matched": EVALUATION["layer_matched"],
+            "magnitude_matched": EVALUATION["magnitude_matched"],
+            "magnitude_pool": EVALUATION["magnitude_pool"],
+        },
     script:
         "../scripts/conditions.py"
 
@@ -28,6 +33,7 @@ rule evaluate_states:
         conditions="results/{model}/conditions/{lang}.parquet",
     output:
         metrics="results/{model}/evaluation/states/{lang}.parquet",
+        pairs="results/{model}/evaluation/states/{lang}.pairs.parquet",
         arrays="results/{model}/evaluation/states/{lang}.safetensors",
     log:
         "logs/evaluate_states/{model}/{lang}.log",
@@ -77,12 +83,114 @@ rule evaluate_qa:
             "kinds": tuple(EVALUATION["qa"]["kinds"]),
             "include_sweep": EVALUATION["qa"]["include_sweep"],
             "positions": tuple(EVALUATION["qa"]["positions"]),
+            "seeds": EVALUATION["qa"]["seeds"],
             "limit": EVALUATION["qa"].get("limit"),
         },
         main_label=config["detection"]["top_n"],
         device=config["runtime"]["device"],
     script:
         "../scripts/evaluate_qa.py"
+
+
+rule evaluate_loss:
+    """Next-token loss of held-out text of every language under one language's conditions."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        conditions="results/{model}/conditions/{lang}.parquet",
+        pairs=expand(
+            "results/{{model}}/activations/{lang}/test.pairs.parquet", lang=LANGUAGES
+        ),
+    output:
+        losses="results/{model}/evaluation/loss/{lang}.parquet",
+    log:
+        "logs/evaluate_loss/{model}/{lang}.log",
+    benchmark:
+        "logs/benchmarks/evaluate_loss/{model}/{lang}.tsv"
+    conda:
+        "../envs/transfer-neurons.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=config["resources"]["model_mem_mb"],
+        runtime=config["resources"]["model_runtime_min"],
+        gpu=config["resources"]["gpus"],
+    params:
+        settings=intervention_settings("loss", EVALUATION["loss"]["batch_size"]),
+        kinds=EVALUATION["loss"]["kinds"],
+        main_label=config["detection"]["top_n"],
+        seeds=EVALUATION["loss"]["seeds"],
+        pivot=config["pivot_language"],
+        n_sentences=EVALUATION["loss"]["sentences"],
+        languages=LANGUAGES,
+        device=config["runtime"]["device"],
+    script:
+        "../scripts/evaluate_loss.py"
+
+
+rule evaluate_harness:
+    """lm-evaluation-harness tasks of one language under one condition (its results JSON and a tidy table)."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        conditions="results/{model}/conditions/{lang}.parquet",
+        tasks=harness_task_files,
+    output:
+        results="results/{model}/lm_eval/{lang}/{condition}.json",
+        table="results/{model}/lm_eval/{lang}/{condition}.parquet",
+    log:
+        "logs/evaluate_harness/{model}/{lang}/{condition}.log",
+    benchmark:
+        "logs/benchmarks/evaluate_harness/{model}/{lang}/{condition}.tsv"
+    wildcard_constraints:
+        condition="|".join(HARNESS_CONDITIONS) or "^$",
+    conda:
+        "../envs/transfer-neurons.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=config["resources"]["model_mem_mb"],
+        runtime=config["resources"]["model_runtime_min"],
+        gpu=config["resources"]["gpus"],
+    params:
+        tasks=lambda wildcards: tasks_for(LM_EVAL["tasks"], wildcards.lang),
+        include_path=LM_EVAL["include_path"],
+        num_fewshot=LM_EVAL["num_fewshot"],
+        limit=LM_EVAL["limit"],
+        batch_size=LM_EVAL["batch_size"],
+        factor=EVALUATION["factor"],
+        positions=LM_EVAL["positions"],
+        bootstrap_iters=LM_EVAL["bootstrap_iters"],
+        device=config["runtime"]["device"],
+    script:
+        "../scripts/evaluate_harness.py"
+
+
+rule evaluate_patching:
+    """Type-1 neurons' activations written back into the corrupted run: restoration, interchange, mean."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        pairs="results/{model}/activations/{lang}/test.pairs.parquet",
+        train="results/{model}/activations/{lang}/train",
+        conditions="results/{model}/conditions/{lang}.parquet",
+    output:
+        table="results/{model}/evaluation/patching/{lang}.parquet",
+    log:
+        "logs/evaluate_patching/{model}/{lang}.log",
+    benchmark:
+        "logs/benchmarks/evaluate_patching/{model}/{lang}.tsv"
+    conda:
+        "../envs/transfer-neurons.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=config["resources"]["model_mem_mb"],
+        runtime=config["resources"]["model_runtime_min"],
+        gpu=config["resources"]["gpus"],
+    params:
+        control_seed=EVALUATION["patching"]["control_seed"],
+        factor=EVALUATION["factor"],
+        batch_size=config["runtime"]["batch_size"],
+        knn_k=EVALUATION["states"]["knn_k"][0],
+        max_pairs=EVALUATION["patching"]["max_pairs"],
+        device=config["runtime"]["device"],
+    script:
+        "../scripts/evaluate_patching.py"
 
 
 rule evaluate_attention:
@@ -93,6 +201,7 @@ rule evaluate_attention:
         conditions="results/{model}/conditions/{lang}.parquet",
     output:
         shifts="results/{model}/evaluation/attention/{lang}.parquet",
+        sentences="results/{model}/evaluation/attention/{lang}.sentences.parquet",
         example="results/{model}/evaluation/attention/{lang}.example.parquet",
     log:
         "logs/evaluate_attention/{model}/{lang}.log",
@@ -154,5 +263,6 @@ rule language_specificity:
     params:
         pivot=config["pivot_language"],
         main_label=config["detection"]["top_n"],
+        groups=EVALUATION["specificity"]["groups"],
     script:
         "../scripts/language_specificity.py"

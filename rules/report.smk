@@ -2,8 +2,11 @@ rule summary_tables:
     """The numbers the report quotes, as CSV tables (the table registry)."""
     input:
         unpack(summary_table_inputs),
+        manifest="resources/models/{model}/manifest.json",
     output:
-        tables=expand("reports/tables/{{model}}/{table}.csv", table=SUMMARY_TABLES),
+        tables=expand(
+            "reports/tables/{{model}}/{table}.csv", table=[*SUMMARY_TABLES, "claims"]
+        ),
     log:
         "logs/summary_tables/{model}.log",
     conda:
@@ -16,12 +19,21 @@ rule summary_tables:
 
 
 rule report_html:
-    """One HTML page with every figure, its caption and the measured numbers."""
+    """One HTML page: the paper's claims with verdicts, every figure with its numbers, provenance."""
     input:
         figures=[png for model in MODELS for png in model_figures(model)],
+        specs=[
+            png.replace(".png", ".vl.json")
+            for model in MODELS
+            for png in model_figures(model)
+        ],
         tables=expand(
-            "reports/tables/{model}/{table}.csv", model=MODELS, table=SUMMARY_TABLES
+            "reports/tables/{model}/{table}.csv",
+            model=MODELS,
+            table=[*SUMMARY_TABLES, "claims"],
         ),
+        manifests=expand(rules.prepare_model.output.manifest, model=MODELS),
+        data=data_files(),
     output:
         html="reports/report.html",
     log:

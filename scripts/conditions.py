@@ -3,7 +3,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")
-from transfer_neurons.evaluation.conditions import make_conditions
+from transfer_neurons.evaluation.conditions import BaselineSettings, make_conditions
 from transfer_neurons.logs import logged_to
 
 with logged_to(snakemake.log[0]):
@@ -12,7 +12,8 @@ with logged_to(snakemake.log[0]):
         snakemake.input.top,
         type1_fraction=snakemake.params.type1_fraction,
         main_label=snakemake.params.main_label,
-        seeds=snakemake.params.seeds,
-        sweep_seeds=snakemake.params.sweep_seeds,
-        layer_matched=snakemake.params.layer_matched,
+        baselines=BaselineSettings(**snakemake.params.baselines),
+        magnitudes=snakemake.input.get("magnitudes"),
+        lape=snakemake.input.get("lape"),
+        labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
     ).write_parquet(snakemake.output.conditions)

@@ -8,7 +8,7 @@ from transfer_neurons.evaluation.conditions import InterventionSettings
 from transfer_neurons.logs import logged_to
 
 with logged_to(snakemake.log[0]):
-    shifts, example = run_attention(
+    shifts, per_sentence, example = run_attention(
         snakemake.input.manifest,
         snakemake.input.pairs,
         snakemake.input.conditions,
@@ -19,4 +19,5 @@ with logged_to(snakemake.log[0]):
         labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
     )
     shifts.write_parquet(snakemake.output.shifts)
+    per_sentence.write_parquet(snakemake.output.sentences)
     example.write_parquet(snakemake.output.example)

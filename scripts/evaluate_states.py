@@ -8,7 +8,7 @@ from transfer_neurons.evaluation.states import run_state_evaluation
 from transfer_neurons.logs import logged_to
 
 with logged_to(snakemake.log[0]):
-    run_state_evaluation(
+    metrics, pairs = run_state_evaluation(
         snakemake.input.manifest,
         snakemake.input.pairs,
         snakemake.input.test,
@@ -18,4 +18,6 @@ with logged_to(snakemake.log[0]):
         device=snakemake.params.device,
         labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
         arrays_path=snakemake.output.arrays,
-    ).write_parquet(snakemake.output.metrics)
+    )
+    metrics.write_parquet(snakemake.output.metrics)
+    pairs.write_parquet(snakemake.output.pairs)

@@ -13,5 +13,6 @@ with logged_to(snakemake.log[0]):
         dict(zip(languages, snakemake.input.tops, strict=True)),
         pivot=snakemake.params.pivot,
         main_label=snakemake.params.main_label,
+        groups=snakemake.params.groups,
         labels={"model": snakemake.wildcards.model},
     ).write_parquet(snakemake.output.table)

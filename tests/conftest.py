@@ -24,3 +24,14 @@ def tokenizer():
 def loaded(model, tokenizer):
     """The tiny model of one family with its tokenizer and adapter, as ``load_model`` returns them."""
     return LoadedModel(model, tokenizer, adapter_for(model))
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """The tiny end-to-end workflow (tests/configs/tiny.yaml), run once for every test that reads it."""
+    from tests.workflow_helpers import snakemake, tiny_config, write_config
+
+    workdir = tmp_path_factory.mktemp("workflow")
+    write_config(workdir, tiny_config(workdir))
+    snakemake(workdir, "all")
+    return workdir

@@ -6,7 +6,6 @@ timings live in ``reports/benchmarks.md`` only.
 
 import json
 
-import numpy as np
 import pytest
 import torch
 

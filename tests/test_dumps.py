@@ -110,3 +110,42 @@ def test_pairs_over_max_tokens_are_dropped_not_cut(tokenizer):
 def test_losing_more_than_five_percent_of_a_split_names_the_option(tokenizer):
     with pytest.raises(ValueError, match=r"ja/train: 3 of 40 pairs .*runtime.max_tokens = 64"):
         pairs_for_detection(pairs(40, long_every=15), tokenizer, max_tokens=64, what="ja/train")
+
+
+def pre_activation_module(adapter, layer: int):
+    """Where the activation function's input comes out: its output is > 0 exactly where the input is
+    (SiLU and GELU are positive only for positive inputs)."""
+    mlp = adapter.layers()[layer].mlp
+    return mlp.gate_proj if adapter.facts.gated_mlp else mlp.dense_h_to_4h
+
+
+def test_active_counts_are_positive_gate_inputs_over_language_tokens(tmp_path, loaded):
+    adapter, tokenizer = loaded.adapter, loaded.tokenizer
+    meta = dump_activations(loaded, SENTENCES, tmp_path, batch_size=4, max_batch_tokens=None)
+    counts, n_tokens = Dump(tmp_path).active_counts()
+    expected = np.zeros_like(counts)
+    for sentence in SENTENCES:
+        ids = tokenizer(sentence)["input_ids"]
+        keep = torch.tensor([token not in tokenizer.all_special_ids for token in ids])  # no BOS
+        inputs = {}
+        handles = [
+            pre_activation_module(adapter, layer).register_forward_hook(
+                lambda module, args, output, layer=layer, inputs=inputs: inputs.__setitem__(layer, output[0])
+            )
+            for layer in range(adapter.facts.n_layers)
+        ]
+        with torch.no_grad():
+            loaded.model(torch.tensor([ids]))
+        for handle in handles:
+            handle.remove()
+        for layer, values in inputs.items():
+            expected[layer] += ((values > 0) & keep[:, None]).sum(dim=0).numpy()
+    assert (
+        n_tokens
+        == meta["counted_tokens"]
+        == sum(
+            sum(token not in tokenizer.all_special_ids for token in tokenizer(sentence)["input_ids"])
+            for sentence in SENTENCES
+        )
+    )
+    np.testing.assert_array_equal(counts, expected)

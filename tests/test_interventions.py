@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from transfer_neurons.evaluation.conditions import (
+    BaselineSettings,
     InterventionSettings,
     build_conditions,
     condition_names,
@@ -105,9 +106,12 @@ def top_table():
     return pl.DataFrame(rows)
 
 
+BASELINES = BaselineSettings(seeds=(0, 1, 2), sweep_seeds=(0, 1, 2), magnitude_matched=False)
+
+
 def test_conditions_have_matching_counts_and_exclude_transfer_neurons():
     candidates = {"type1": [0, 1], "type2": [2, 3]}
-    conditions = build_conditions(top_table(), candidates, d_mlp=16, main_label="4", seeds=[0, 1, 2])
+    conditions = build_conditions(top_table(), candidates, d_mlp=16, main_label="4", baselines=BASELINES)
     names = condition_names(conditions)
     assert names[0] == "normal"
     assert {"type1", "type2", "random_type1_s2", "layer_matched_type2_s0", "type1@2", "random_type1@2_s0"} <= set(names)
@@ -123,7 +127,7 @@ def test_conditions_have_matching_counts_and_exclude_transfer_neurons():
             layer: len(ns) for layer, ns in condition_neurons(conditions, "type1").items()
         }
     assert condition_neurons(conditions, "random_type1_s0") != condition_neurons(conditions, "random_type1_s1")
-    again = build_conditions(top_table(), candidates, d_mlp=16, main_label="4", seeds=[0, 1, 2])
+    again = build_conditions(top_table(), candidates, d_mlp=16, main_label="4", baselines=BASELINES)
     assert again.equals(conditions)
 
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from transfer_neurons.lape import (
+from transfer_neurons.detection.lape import (
     LapeSettings,
     activation_probabilities,
     language_specific_neurons,

@@ -55,3 +55,24 @@ def test_js_divergence_and_entropy():
     assert jensen_shannon(uniform, uniform) == pytest.approx(0.0)
     assert 0 < jensen_shannon(uniform, peaked) <= np.log(2)
     assert entropy(uniform) == pytest.approx(np.log(4))
+
+
+def test_groups_of_languages_from_the_config_or_by_family():
+    from transfer_neurons.evaluation.specificity import language_groups
+
+    assert language_groups(["en", "ja", "ko", "it"], None) == {
+        "en": "Indo-European", "ja": "Japonic", "ko": "Koreanic", "it": "Indo-European"
+    }  # fmt: skip
+    paper = {"ja+ko": ["ja", "ko"], "Indo-European": ["en", "it"]}
+    assert language_groups(["en", "ja", "ko", "it"], paper)["ko"] == "ja+ko"
+    with pytest.raises(ValueError, match="evaluation.specificity.groups: no group for it"):
+        language_groups(["en", "ja", "it"], {"a": ["en", "ja"]})
+
+
+def test_binary_eta_squared_of_a_neuron_that_only_one_language_uses():
+    # 3 sentences of the language at 2.0, 5 of others at 0.0: all variance is between the two groups.
+    activations = np.array([2.0, 2.0, 2.0, 0, 0, 0, 0, 0])[:, None]
+    eta, p_value = eta_squared_anova(activations, np.array([True] * 3 + [False] * 5))
+    assert eta[0] == pytest.approx(1.0) and p_value[0] == 0.0
+    constant = eta_squared_anova(np.ones((8, 1)), np.array([True] * 3 + [False] * 5))
+    assert constant[0][0] == 0.0 and constant[1][0] == 1.0

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import shutil
 
@@ -16,6 +17,8 @@ def test_local_directory_model_gets_a_manifest_with_facts(tmp_path):
     assert loaded.adapter.family == "llama"
     assert loaded.tokenizer is not None
     assert manifest["trust_remote_code"] is False
+    digest = hashlib.sha256(b"model.safetensors" + (model_dir / "model.safetensors").read_bytes()).hexdigest()
+    assert manifest["weights_sha256"] == digest
 
 
 def test_hub_model_is_downloaded_with_revision_and_only_loadable_files(tmp_path, monkeypatch):

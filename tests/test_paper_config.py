@@ -19,6 +19,9 @@ from transfer_neurons.reporting.figures import DETECTOR_SCOPE, MODEL_SCOPE, figu
 PAPER = REPO / "config" / "paper.yaml"
 PROFILE = REPO / "profiles" / "slurm"
 MODELS, LANGUAGES, DETECTORS, SPLITS = 3, 4, 2, 2
+PARTS = frozenset({"lape", "lm_eval", "patching"})
+# MMLU-ProX exists in ja, ko and it; normal, Type-1, Type-2 and Type-1 random with 3 seeds.
+HARNESS_LANGUAGES, HARNESS_CONDITIONS = 3, 1 + 2 + 3
 PAPER_LANGUAGES = ["ja", "nl", "ko", "it"]
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
@@ -29,23 +32,32 @@ EXPECTED_JOBS = {
     "dump_activations": MODELS * LANGUAGES * SPLITS,
     "centroids": MODELS * LANGUAGES,
     "score_neurons": MODELS * DETECTORS * LANGUAGES,
-    "figure_detection": MODELS * DETECTORS * len(figures_of(DETECTOR_SCOPE, DETECTORS)),
+    "figure_detection": MODELS * DETECTORS * len(figures_of(DETECTOR_SCOPE, DETECTORS, PARTS)),
+    "write_magnitudes": MODELS * LANGUAGES,
+    "lape": MODELS,
+    "lape_overlap": MODELS,
     "conditions": MODELS * LANGUAGES,
     "evaluate_states": MODELS * LANGUAGES,
     "evaluate_qa": MODELS * LANGUAGES,
+    "evaluate_loss": MODELS * LANGUAGES,
+    "evaluate_harness": MODELS * HARNESS_LANGUAGES * HARNESS_CONDITIONS,
+    "evaluate_patching": MODELS * LANGUAGES,
     "evaluate_attention": MODELS * LANGUAGES,
     "language_space": MODELS,
     "language_specificity": MODELS,
     "detector_agreement": MODELS,
-    "figure_evaluation": MODELS * len(figures_of(MODEL_SCOPE, DETECTORS)),
+    "figure_evaluation": MODELS * len(figures_of(MODEL_SCOPE, DETECTORS, PARTS)),
     "summary_tables": MODELS,
     "report_html": 1,
     "all": 1,
 }
 # Rules that run a model forward pass: one GPU each. Every other rule asks for none.
-GPU_RULES = {"dump_activations", "evaluate_states", "evaluate_qa", "evaluate_attention"}
+GPU_RULES = {
+    "dump_activations", "evaluate_states", "evaluate_qa", "evaluate_loss", "evaluate_harness", "evaluate_patching",
+    "evaluate_attention",
+}  # fmt: skip
 # Rules that hold a whole model in host memory (prepare_model reads it on the CPU).
-MODEL_MEMORY_RULES = GPU_RULES | {"prepare_model", "centroids", "score_neurons"}
+MODEL_MEMORY_RULES = GPU_RULES | {"prepare_model", "centroids", "score_neurons", "write_magnitudes"}
 BF16_8B_MB = 8e9 * 2 / 1e6  # the weights alone
 
 # Any HTTP(S) request fails at once instead of reaching the hub.

@@ -23,8 +23,8 @@ def states_under(loaded, neurons, settings):
     return np.concatenate(outputs, axis=1), np.concatenate(activations, axis=1)
 
 
-@pytest.mark.parametrize("positions", ["prompt", "last"])
-def test_replayed_layers_give_the_states_of_full_passes(loaded, positions):
+@pytest.mark.parametrize("positions", ["prompt", "last", "prompt_last"])
+def test_shared_prefix_and_replay_give_the_states_of_full_passes(loaded, positions):
     adapter = loaded.adapter
     last = adapter.facts.n_layers - 1
     neuron_sets = {"normal": {}, "early": {0: [1, 5], last: [2]}, "late": {last: [0, 3, 7]}, "middle": {1: [4]}}

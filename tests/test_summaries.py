@@ -41,7 +41,8 @@ def test_qa_contrasts_pair_transfer_and_baseline_by_question():
 
 
 def test_specificity_shares():
-    table = pl.DataFrame({"model": "m", "language": "ja", "neuron_type": ["type1", "type1", "type2", "type2"],
+    table = pl.DataFrame({"model": "m", "language": "ja", "group": "ja+ko", "grouping": "language",
+                          "neuron_type": ["type1", "type1", "type2", "type2"],
                           "eta_squared": [0.05, 0.2, 0.3, 0.5], "p_value": [0.5, 0.01, 0.01, 0.01]})  # fmt: skip
     summary = specificity_summary(table)
     shares = dict(zip(summary["neuron_type"], summary["share_eta_0.1_p_0.05"], strict=True))

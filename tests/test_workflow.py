@@ -13,14 +13,6 @@ pytestmark = pytest.mark.workflow
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    write_config(workdir, tiny_config(workdir))
-    snakemake(workdir, "all")
-    return workdir
-
-
 def test_workflow_writes_scores_top_lists_and_figures(finished_run):
     workdir = finished_run
     manifest = json.loads((workdir / "resources/models/tiny/manifest.json").read_text())
@@ -48,7 +40,19 @@ def test_workflow_evaluates_every_condition_and_writes_the_report(finished_run):
     workdir = finished_run
     conditions = pl.read_parquet(workdir / "results/tiny/conditions/ja.parquet")
     names = set(conditions["condition"])
-    assert {"normal", "type1", "type2", "random_type1_s0", "random_type1_s1", "layer_matched_type2_s1"} <= names
+    assert {"normal", "type1", "type2", "random_type1_s0", "random_type1_s1", "layer_matched_type2_s1",
+            "magnitude_matched_type1_s0", "magnitude_matched_type2_s1", "lape"} <= names  # fmt: skip
+    lape = pl.read_parquet(workdir / "results/tiny/lape/neurons.parquet")
+    assert set(lape["language"]) <= {"en", "ja", "it"} and lape.height > 0
+    losses = pl.read_parquet(workdir / "results/tiny/evaluation/loss/ja.parquet")
+    assert set(losses["text_language"]) == {"en", "ja", "it"}
+    assert {"normal", "type1", "magnitude_matched_type1_s0", "lape"} <= set(losses["condition"])
+    assert losses.filter(pl.col("condition") == "normal").height == 3 * 6  # 6 sentences of each language
+    harness = pl.read_parquet(workdir / "results/tiny/lm_eval/ja/random_type1_s1.parquet")
+    assert set(harness["task"]) == {"tn_mc_ja", "tn_mc_en"} and set(harness["metric"]) == {"acc", "acc_norm"}
+    assert json.loads((workdir / "results/tiny/lm_eval/ja/normal.json").read_text())["results"]["tn_mc_ja"]
+    contrasts = pl.read_csv(workdir / "reports/tables/tiny/baseline_contrasts.csv")
+    assert {"magnitude_matched", "random"} <= set(contrasts["baseline"])
     metrics = pl.read_parquet(workdir / "results/tiny/evaluation/states/ja.parquet")
     assert set(metrics["condition"]) == names
     assert metrics.filter(pl.col("condition") == "normal")["layer"].n_unique() == 4
@@ -65,7 +69,8 @@ def test_workflow_evaluates_every_condition_and_writes_the_report(finished_run):
     space = pl.read_parquet(workdir / "results/tiny/evaluation/language_space.parquet")
     assert set(space["language_a"]) == {"en", "ja", "it"}
     report = (workdir / "reports/report.html").read_text()
-    for figure in ("qa_f1", "knn_alignment", "language_space", "specificity", "dose_response", "layer_distribution"):
+    for figure in ("qa_f1", "knn_alignment", "language_space", "specificity", "dose_response", "layer_distribution",
+                   "loss_change", "baseline_contrasts", "lape_layers", "lape_overlap", "harness_scores"):  # fmt: skip
         assert f"{figure}.png" in report
     assert "This run" in report
 
@@ -83,7 +88,10 @@ def test_changing_one_language_reruns_only_its_descendants(finished_run):
         outputs = planned_outputs(workdir, "all")
         assert any("results/corpus/ja.parquet" in output for output in outputs)
         assert any("activations/ja/train" in output for output in outputs)
-        assert not [output for output in outputs if "/it" in output or "it.parquet" in output]
+        # Italian's own data, dumps and neurons stay; analyses that read every language (LAPE's
+        # activation probabilities, the loss on every language's text) rerun with ja's new text.
+        own_it = ("results/corpus/it", "activations/it/", "scores/centroid/it", "neurons/centroid/it", "centroids/it")
+        assert not [output for output in outputs if any(part in output for part in own_it)]
     finally:
         corpus.write_text(original, encoding="utf-8")
         snakemake(workdir, "all", "--touch")
@@ -130,3 +138,12 @@ def test_unknown_language_in_config_is_rejected_before_any_job(tmp_path):
     result = snakemake(tmp_path, "--dry-run", check=False)
     assert result.returncode != 0
     assert "unknown language code 'xx'" in result.stdout + result.stderr
+
+
+def test_unknown_harness_task_is_rejected_before_any_job(tmp_path):
+    config = tiny_config(tmp_path)
+    config["evaluation"]["lm_eval"]["tasks"] = ["tn_mc_{lang}", "no_such_task_anywhere"]
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "evaluation.lm_eval.tasks: unknown task 'no_such_task_anywhere'" in result.stdout + result.stderr

@@ -16,6 +16,7 @@ from tests.tiny import save_tiny_model
 REPO = Path(__file__).resolve().parents[1]
 BUILTIN = REPO / "data" / "corpus" / "builtin"
 QA_SET = REPO / "data" / "qa" / "builtin_mkqa.jsonl"
+HARNESS_TASKS = REPO / "data" / "lm_eval"
 CONFIGS = REPO / "tests" / "configs"
 TINY_LANGUAGES = ("ja", "it")
 
@@ -33,6 +34,7 @@ def prepare_workdir(workdir: Path, family: str = "llama") -> None:
     for lang in TINY_LANGUAGES:
         write_tiny_corpus(workdir, lang)
     shutil.copy(QA_SET, workdir / QA_SET.name)
+    shutil.copytree(HARNESS_TASKS, workdir / "data" / "lm_eval", dirs_exist_ok=True)
 
 
 def load_test_config(name: str) -> dict:

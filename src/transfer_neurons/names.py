@@ -31,11 +31,17 @@ class ConditionKind(StrEnum):
     TRANSFER = "transfer"  # the top-N neurons of one type
     RANDOM = "random"  # as many random neurons from the type's candidate layers
     LAYER_MATCHED = "layer_matched"  # as many random neurons per layer as the transfer neurons
+    MAGNITUDE_MATCHED = "magnitude_matched"  # per transfer neuron, one of its layer with a similar write size
+    LAPE = "lape"  # the language's LAPE language-specific neurons (no neuron type)
 
 
 NORMAL = ConditionKind.NORMAL.value
 # Drawn sets the transfer neurons are compared against, each of one neuron type.
-BASELINE_KINDS = (ConditionKind.RANDOM.value, ConditionKind.LAYER_MATCHED.value)
+BASELINE_KINDS = (
+    ConditionKind.RANDOM.value,
+    ConditionKind.LAYER_MATCHED.value,
+    ConditionKind.MAGNITUDE_MATCHED.value,
+)
 
 
 def sweep_suffix(top_n_label: str | None, main_label: str | None) -> str:
@@ -49,7 +55,7 @@ def condition_group(kind: str, neuron_type: str | None = None) -> str:
         return NORMAL
     if kind == ConditionKind.TRANSFER:
         return str(neuron_type)
-    return f"{kind}_{neuron_type}"
+    return str(kind) if neuron_type is None else f"{kind}_{neuron_type}"
 
 
 def condition_name(kind: str, neuron_type: str | None = None, seed: int | None = None, suffix: str = "") -> str:
@@ -81,9 +87,16 @@ def cosine_metric(quantity: str, pairing: str) -> str:
 GROUP_ORDER = [
     NORMAL,
     *NEURON_TYPES,
-    *(
-        condition_group(kind, neuron_type)
-        for kind in (ConditionKind.RANDOM, ConditionKind.LAYER_MATCHED)
-        for neuron_type in NEURON_TYPES
-    ),
+    *(condition_group(kind, neuron_type) for kind in BASELINE_KINDS for neuron_type in NEURON_TYPES),
+    ConditionKind.LAPE.value,
 ]
+
+
+def expand_groups(groups, seeds) -> list[str]:
+    """Condition names of condition groups: a drawn baseline's group gets one name per seed
+    (``random_type1`` -> ``random_type1_s0``, ...); other groups are condition names already."""
+    drawn = {condition_group(kind, neuron_type) for kind in BASELINE_KINDS for neuron_type in NEURON_TYPES}
+    names = []
+    for group in groups:
+        names.extend([f"{group}_s{seed}" for seed in seeds] if group in drawn else [group])
+    return names

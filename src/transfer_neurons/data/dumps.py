@@ -6,7 +6,9 @@ A dump directory holds, for N sentences and L layers (see ``storage`` for the fo
 * ``residual_pre_mlp``    [L, N, d_model]  residual stream before the MLP adds
 * ``neuron_activations``  [L, N, d_mlp]    input of the down projection
 * ``write_scale.npy``     [L, N]           per-token factor on neuron writes (1 if none)
-* ``meta.json``           the number of sentences and the model facts
+* ``active_counts.npy``   [L, d_mlp]       over every token of the text (not only the last): on how
+                                           many each neuron's activation function is > 0 (LAPE)
+* ``meta.json``           the number of sentences and of counted tokens, and the model facts
 
 Rows follow the split's kept pairs, in corpus order; ``{split}.pairs.parquet`` beside the split's
 directory lists every pair of the split with its token counts and whether it was kept.
@@ -29,12 +31,13 @@ from transfer_neurons.data.corpus import sentences
 from transfer_neurons.data.storage import PlainArrayWriter, ScaledArrayWriter, read_scaled
 from transfer_neurons.model.adapters import effective_activations
 from transfer_neurons.model.batching import decoder_forward, length_sorted_batches, token_lengths, tokenize
-from transfer_neurons.model.hooks import CapturedStates, capture_states
+from transfer_neurons.model.hooks import CapturedStates, capture_states, counting_active_neurons
 from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.names import SIDES
 
 log = logging.getLogger(__name__)
 
+ACTIVE_COUNTS = "active_counts.npy"  # [L, d_mlp] int64: tokens on which each neuron is active
 STATE_ARRAYS = ("layer_output", "residual_pre_mlp", "neuron_activations")
 
 
@@ -44,6 +47,29 @@ def last_token_states(loaded: LoadedModel, sentences: Sequence[str]) -> Captured
     with torch.no_grad(), capture_states(loaded.adapter) as captured:
         decoder_forward(loaded.model, batch)
     return captured["states"]
+
+
+def language_tokens(tokenizer, batch) -> torch.Tensor:
+    """[batch, pos] bool: the real tokens of the text, neither padding nor special tokens (BOS...)."""
+    special = torch.tensor(sorted(tokenizer.all_special_ids), dtype=batch.input_ids.dtype)
+    return batch.attention_mask.bool() & ~torch.isin(batch.input_ids, special.to(batch.input_ids.device))
+
+
+def states_and_activity(loaded: LoadedModel, sentences: Sequence[str]) -> tuple[CapturedStates, np.ndarray, int]:
+    """Last-token states, and per neuron how many of the sentences' tokens activate it [L, d_mlp].
+
+    Returns ``(states, active_counts, n_counted_tokens)``; the counts are LAPE's raw material.
+    """
+    batch = tokenize(loaded.tokenizer, sentences).to(loaded.device)
+    counted = language_tokens(loaded.tokenizer, batch)
+    with (
+        torch.no_grad(),
+        capture_states(loaded.adapter) as captured,
+        counting_active_neurons(loaded.adapter, counted) as counts,
+    ):
+        decoder_forward(loaded.model, batch)
+    active = np.stack([counts[layer].numpy() for layer in range(loaded.facts.n_layers)])
+    return captured["states"], active, int(counted.sum())
 
 
 def batched_last_token_states(
@@ -70,17 +96,22 @@ def dump_activations(
     widths = {"layer_output": facts.d_model, "residual_pre_mlp": facts.d_model, "neuron_activations": facts.d_mlp}
     writers = {name: ScaledArrayWriter(directory, name, facts.n_layers, n_rows, widths[name]) for name in STATE_ARRAYS}
     scale_writer = PlainArrayWriter(directory, "write_scale", facts.n_layers, n_rows)
+    active_counts = np.zeros((facts.n_layers, facts.d_mlp), dtype=np.int64)
+    counted_tokens = 0
+    lengths = token_lengths(loaded.tokenizer, sentences)
     with tqdm(total=n_rows, desc=description, unit="sentence") as progress:
-        for rows, states in batched_last_token_states(
-            loaded, sentences, batch_size=batch_size, max_batch_tokens=max_batch_tokens
-        ):
+        for rows in length_sorted_batches(lengths, batch_size, max_batch_tokens):
+            states, active, n_tokens = states_and_activity(loaded, [sentences[row] for row in rows])
             for name, writer in writers.items():
                 writer.write(rows, getattr(states, name).cpu().numpy())
             scale_writer.write(rows, states.write_scale.cpu().numpy())
+            active_counts += active
+            counted_tokens += n_tokens
             progress.update(len(rows))
     for writer in [*writers.values(), scale_writer]:
         writer.close()
-    meta = {"n_sentences": n_rows, "facts": facts.__dict__}
+    np.save(directory / ACTIVE_COUNTS, active_counts)
+    meta = {"n_sentences": n_rows, "counted_tokens": counted_tokens, "facts": facts.__dict__}
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -113,6 +144,10 @@ class Dump:
     def all_layers(self, name: str) -> np.ndarray:
         """[L, N, feature] float32."""
         return read_scaled(self.directory, name)
+
+    def active_counts(self) -> tuple[np.ndarray, int]:
+        """([L, d_mlp] tokens on which each neuron was active, the number of tokens counted)."""
+        return np.load(self.directory / ACTIVE_COUNTS), int(self.meta["counted_tokens"])
 
 
 # Detection reads each sentence's last token; a cut sentence would be read mid-sentence, so it is

@@ -1,8 +1,14 @@
-"""The detector registry: one entry per way of scoring every MLP neuron against the centroids.
+"""The detector registry: one entry per way of finding neurons, declared once.
 
-A detector is declared once, here: its name (used in the config, in file paths and in tables),
-its score function and what it reads of a layer. Adding one means one function in
-``detection.scoring`` and one ``Detector`` entry below.
+A detector has a name (used in the config, in file paths and in tables) and one of two functions:
+
+* ``score``: scores every MLP neuron of a layer against the Type-1 and Type-2 centroids, from the
+  layer's last-token states (``LayerInputs``); the ``score_neurons`` rule ranks the scores into
+  top-N lists. These are the detectors ``detection.detectors`` names.
+* ``select``: picks each language's neurons from activation probabilities [languages, L, d_mlp]
+  (counted over every token of each language's text); the ``lape`` rule runs it.
+
+Adding one means one function in ``detection.scoring`` (or its own module) and one entry below.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from transfer_neurons.detection.lape import language_specific_neurons
 from transfer_neurons.detection.scoring import centroid_scores, correlation_scores
 
 
@@ -33,8 +40,9 @@ class LayerInputs:
 @dataclass(frozen=True)
 class Detector:
     name: str
-    score: Callable[[LayerInputs], np.ndarray]  # -> [k, d_mlp], one row per centroid
     description: str
+    score: Callable[[LayerInputs], np.ndarray] | None = None  # -> [k, d_mlp], one row per centroid
+    select: Callable[..., list[list[tuple[int, int]]]] | None = None  # probabilities -> per-language neurons
 
 
 DETECTORS: dict[str, Detector] = {
@@ -42,17 +50,22 @@ DETECTORS: dict[str, Detector] = {
     for detector in (
         Detector(
             "centroid",
-            lambda layer: centroid_scores(
+            "the paper's score: mean change in the cosine to the centroid that one neuron's write makes",
+            score=lambda layer: centroid_scores(
                 layer.residual_pre_mlp, layer.effective_activations, layer.write_vectors, layer.centroids
             ),
-            "the paper's score: mean change in the cosine to the centroid that one neuron's write makes",
         ),
         Detector(
             "correlation",
-            lambda layer: correlation_scores(
+            "Pearson r over sentences of a neuron's activation and the layer's change in cosine to the centroid",
+            score=lambda layer: correlation_scores(
                 layer.residual_pre_mlp, layer.layer_output, layer.effective_activations, layer.centroids
             ),
-            "Pearson r over sentences of a neuron's activation and the layer's change in cosine to the centroid",
+        ),
+        Detector(
+            "lape",
+            "language-specific neurons by activation probability entropy (Tang et al., ACL 2024)",
+            select=language_specific_neurons,
         ),
     )
 }
@@ -68,3 +81,12 @@ def detector(name: str) -> Detector:
         return DETECTORS[name]
     except KeyError:
         raise UnknownDetectorError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}") from None
+
+
+def score_detector(name: str) -> Detector:
+    """A detector that scores neurons against the centroids (those ``detection.detectors`` lists)."""
+    found = detector(name)
+    if found.score is None:
+        scorers = ", ".join(name for name, entry in DETECTORS.items() if entry.score is not None)
+        raise UnknownDetectorError(f"detector {name!r} does not score neurons against centroids; use one of {scorers}")
+    return found

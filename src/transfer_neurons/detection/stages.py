@@ -14,6 +14,7 @@ from transfer_neurons.data.tidy import labelled
 from transfer_neurons.detection import detectors
 from transfer_neurons.detection.centroids import centroids_from_dumps, load_centroids, save_centroids
 from transfer_neurons.detection.detectors import Detector, LayerInputs
+from transfer_neurons.detection.lape import LapeSettings, activation_probabilities
 from transfer_neurons.detection.ranking import rank_candidates, top_n_lists
 from transfer_neurons.model.loading import load_model
 from transfer_neurons.names import NEURON_TYPES, PIVOT_SIDE, TARGET_SIDE
@@ -67,9 +68,39 @@ def score_neurons(
     labels: dict[str, str],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Return (full score table, top-N lists), both tagged with ``labels`` columns (model, language...)."""
-    scorer = detectors.detector(detector)  # an unknown name fails before the model loads
+    scorer = detectors.score_detector(detector)  # an unknown name fails before the model loads
     adapter = load_model(manifest, device="cpu", with_tokenizer=False).adapter  # only the write vectors are read
     target_dump = Dump(Path(train_dump) / TARGET_SIDE)
     scores = score_layers(adapter, target_dump, load_centroids(centroids_path), scorer)
     ranked = rank_candidates(scores, type1_fraction, target_dump.n_layers)
     return labelled(ranked, **labels), labelled(top_n_lists(ranked, top_n_labels), **labels)
+
+
+def language_activity(train_dumps: dict[str, Path], pivot: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Languages, their active counts [languages, L, d_mlp] and token counts [languages].
+
+    Each L2's counts come from the L2 side of its training dump; English's are the sum over the
+    English sides of every language's dump.
+    """
+    languages = [pivot, *train_dumps]
+    counts, tokens = [], []
+    pivot_counts, pivot_tokens = None, 0
+    for directory in train_dumps.values():
+        english, n_english = Dump(Path(directory) / PIVOT_SIDE).active_counts()
+        pivot_counts = english if pivot_counts is None else pivot_counts + english
+        pivot_tokens += n_english
+        target, n_target = Dump(Path(directory) / TARGET_SIDE).active_counts()
+        counts.append(target)
+        tokens.append(n_target)
+    return languages, np.stack([pivot_counts, *counts]), np.array([pivot_tokens, *tokens])
+
+
+def select_lape_neurons(train_dumps: dict[str, Path], *, pivot: str, settings: LapeSettings, labels: dict):
+    """The ``lape`` rule: each language's LAPE neurons (language, layer, neuron), English included."""
+    languages, counts, tokens = language_activity(train_dumps, pivot)
+    for lang, n_tokens in zip(languages, tokens, strict=True):
+        log.info("%s: %d tokens counted", lang, n_tokens)
+    selected = detectors.detector("lape").select(activation_probabilities(counts, tokens), settings)
+    rows = [(lang, layer, neuron) for lang, pairs in zip(languages, selected, strict=True) for layer, neuron in pairs]
+    table = pl.DataFrame(rows, schema={"language": pl.String, "layer": pl.Int32, "neuron": pl.Int32}, orient="row")
+    return labelled(table, **labels)

@@ -31,11 +31,16 @@ def check_knn_ks(knn_ks, n_pairs: int) -> None:
             raise ValueError(f"k must be between 1 and {n_pairs - 1}, got {k}")
 
 
-def shared_neighbour_share(pivot_neighbours: np.ndarray, target_neighbours: np.ndarray) -> float:
-    """Mean share of each row's neighbours that the two [N, k] neighbour lists have in common."""
+def neighbour_shares(pivot_neighbours: np.ndarray, target_neighbours: np.ndarray) -> np.ndarray:
+    """Per row, the share of its neighbours that the two [N, k] neighbour lists have in common -> [N]."""
     k = pivot_neighbours.shape[1]
     shared = [len(set(a) & set(b)) for a, b in zip(pivot_neighbours, target_neighbours, strict=True)]
-    return float(np.mean(shared) / k)
+    return np.asarray(shared, dtype=np.float64) / k
+
+
+def shared_neighbour_share(pivot_neighbours: np.ndarray, target_neighbours: np.ndarray) -> float:
+    """Mean share of each row's neighbours that the two [N, k] neighbour lists have in common."""
+    return float(neighbour_shares(pivot_neighbours, target_neighbours).mean())
 
 
 def mutual_knn_alignment(pivot: np.ndarray, target: np.ndarray, k: int) -> float:

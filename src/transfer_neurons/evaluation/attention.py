@@ -52,10 +52,11 @@ def last_token_attention(loaded: LoadedModel, sentences: Sequence[str]) -> np.nd
 
 def evaluate_attention(
     loaded: LoadedModel, sentences: Sequence[str], conditions: pl.DataFrame, settings: InterventionSettings
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Per condition, layer and head: mean JS divergence from the normal pattern and mean entropy.
 
-    Also returns the head-averaged attention of the first sentence per condition (the example map).
+    Also returns each sentence's JS divergence averaged over layers and heads (to pair conditions
+    by sentence), and the head-averaged attention of the first sentence per condition (the example).
     """
     names = condition_names(conditions)
     patterns = {}
@@ -64,9 +65,19 @@ def evaluate_attention(
         with scaled_neurons(loaded.adapter, neurons, settings.factor, settings.positions):
             patterns[condition] = last_token_attention(loaded, sentences)
     normal = patterns[NORMAL]
-    rows = []
+    rows, sentence_frames = [], []
     for condition, pattern in patterns.items():
-        divergence = jensen_shannon(pattern, normal).mean(axis=1)  # [layer, head]
+        per_sentence = jensen_shannon(pattern, normal)  # [layer, sentence, head]
+        sentence_frames.append(
+            pl.DataFrame(
+                {
+                    "condition": condition,
+                    "sentence": np.arange(per_sentence.shape[1]),
+                    "js_divergence": per_sentence.mean(axis=(0, 2)),
+                }
+            )  # fmt: skip
+        )
+        divergence = per_sentence.mean(axis=1)  # [layer, head]
         spread = entropy(pattern).mean(axis=1)
         for layer in range(divergence.shape[0]):
             for head in range(divergence.shape[1]):
@@ -81,7 +92,8 @@ def evaluate_attention(
                 )
     example = _example_attention(loaded.tokenizer, sentences[0], patterns)
     info = condition_info(conditions)
-    return pl.DataFrame(rows).join(info, on="condition", how="left"), example
+    shifts = pl.DataFrame(rows).join(info, on="condition", how="left")
+    return shifts, pl.concat(sentence_frames).join(info, on="condition", how="left"), example
 
 
 def _example_attention(tokenizer, sentence: str, patterns: dict[str, np.ndarray]) -> pl.DataFrame:
@@ -107,16 +119,20 @@ def _example_attention(tokenizer, sentence: str, patterns: dict[str, np.ndarray]
 def run_attention(
     manifest: Path, test_pairs: Path, conditions: Path, settings: InterventionSettings, *, n_sentences: int,
     seed: int, device: str, labels: dict,
-) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:  # fmt: skip
     """Attention shift for normal, Type-1, Type-2 and the first random seed of each type."""
     loaded = load_model(manifest, device, attn_implementation="eager")
     target_sentences = kept_pairs(test_pairs)["target_text"].to_list()[:n_sentences]
     table = pl.read_parquet(conditions).filter(pl.col("condition").is_in(attention_conditions(seed)))
-    shifts, example = evaluate_attention(loaded, target_sentences, table, settings)
-    return labelled(shifts, **labels), labelled(example, **labels)
+    shifts, per_sentence, example = evaluate_attention(loaded, target_sentences, table, settings)
+    return labelled(shifts, **labels), labelled(per_sentence, **labels), labelled(example, **labels)
 
 
 def attention_conditions(seed: int) -> list[str]:
-    """Normal, each type's transfer neurons, and each type's random set of one seed."""
-    random_sets = [condition_name(ConditionKind.RANDOM, neuron_type, seed) for neuron_type in NEURON_TYPES]
-    return [NORMAL, *NEURON_TYPES, *random_sets]
+    """Normal, each type's transfer neurons, and each type's random and magnitude-matched set of one seed."""
+    drawn = [
+        condition_name(kind, neuron_type, seed)
+        for kind in (ConditionKind.RANDOM, ConditionKind.MAGNITUDE_MATCHED)
+        for neuron_type in NEURON_TYPES
+    ]
+    return [NORMAL, *NEURON_TYPES, *drawn]

@@ -19,12 +19,12 @@ from transfer_neurons.evaluation.conditions import (
     condition_info,
     condition_names,
     condition_neurons,
+    select_conditions,
 )
 from transfer_neurons.evaluation.mkqa_scoring import best_em_f1
-from transfer_neurons.model.batching import TokenizedBatch, batches, tokenize
-from transfer_neurons.model.hooks import scaled_neurons
+from transfer_neurons.model.batching import batches, prefix_cache, tokenize
+from transfer_neurons.model.hooks import scaled_neurons, touches_only_last_token
 from transfer_neurons.model.loading import LoadedModel, load_model
-from transfer_neurons.names import NORMAL
 
 
 @dataclass(frozen=True)
@@ -37,33 +37,13 @@ class QASettings:
     include_sweep: bool  # also every N of the sweep, not only the main N
     positions: tuple[str, ...] = ("prompt", "prompt_last")  # the paper's two settings, each run in full
     limit: int | None = None  # the first ``limit`` scorable questions only
+    seeds: tuple[int, ...] | None = None  # the drawn baselines' seeds to run (None: every one)
 
 
 def newline_token_ids(tokenizer) -> list[int]:
     """Token ids that are exactly a line break, used to stop answers at the end of a line."""
     ids = tokenizer.encode("\n", add_special_tokens=False)
     return ids if len(ids) == 1 else []
-
-
-def shares_prompt_prefix(positions: str) -> bool:
-    """Whether no intervention in this position mode touches a prompt token before the last.
-
-    Then every condition's keys and values for those tokens equal the normal ones, so the
-    prompt prefix is run once per batch and its cache reused by every condition.
-    """
-    return positions in ("last", "prompt_last")
-
-
-def prompt_prefix_cache(model, batch: TokenizedBatch):
-    """Keys and values of every prompt token but the last, without intervention.
-
-    Positions follow the mask as ``generate()`` numbers left-padded rows, so the cache fits
-    its next step.
-    """
-    prefix = TokenizedBatch(batch.input_ids[:, :-1], batch.attention_mask[:, :-1])
-    with torch.no_grad():
-        output = model(**prefix.model_inputs(model), use_cache=True, logits_to_keep=1)
-    return output.cache
 
 
 def first_lines(tokenizer, generated: torch.Tensor, prompt_length: int) -> list[str]:
@@ -85,7 +65,7 @@ def answers_by_condition(
     Batches are the outer loop so that, in the position modes that allow it, the prompt prefix
     is computed once per batch for all conditions (``share_prefix`` defaults to that).
     """
-    share_prefix = shares_prompt_prefix(settings.positions) if share_prefix is None else share_prefix
+    share_prefix = touches_only_last_token(settings.positions) if share_prefix is None else share_prefix
     model, tokenizer = loaded.model, loaded.tokenizer
     stop_ids = [tokenizer.eos_token_id, *newline_token_ids(tokenizer)]
     answers: dict[str, list[str]] = {name: [] for name in neuron_sets}
@@ -94,7 +74,8 @@ def answers_by_condition(
         for _, chunk in batches(list(prompts), settings.batch_size):
             batch = tokenize(tokenizer, chunk).to(loaded.device)
             # A one-token prompt has no prefix to share.
-            prefix = prompt_prefix_cache(model, batch) if share_prefix and batch.input_ids.shape[1] > 1 else None
+            with torch.no_grad():
+                prefix = prefix_cache(model, batch) if share_prefix and batch.input_ids.shape[1] > 1 else None
             for name, neurons in neuron_sets.items():
                 cache = copy.deepcopy(prefix) if prefix is not None else None
                 with torch.no_grad(), scaled_neurons(loaded.adapter, neurons, settings.factor, settings.positions):
@@ -138,14 +119,6 @@ def evaluate_qa(
     return pl.DataFrame(rows).join(condition_info(conditions), on="condition", how="left")
 
 
-def qa_conditions(conditions: pl.DataFrame, qa: QASettings, main_label: str) -> pl.DataFrame:
-    """The conditions QA runs: the configured kinds, at the main N unless the sweep is included."""
-    table = conditions.filter(pl.col("kind").is_in(list(qa.kinds)))
-    if qa.include_sweep:
-        return table
-    return table.filter((pl.col("kind") == NORMAL) | (pl.col("top_n_label") == str(main_label)))
-
-
 def run_qa_evaluation(
     manifest: Path, qa_source: dict, lang: str, conditions: Path, settings: InterventionSettings, qa: QASettings, *,
     main_label: str, device: str, labels: dict,
@@ -154,7 +127,9 @@ def run_qa_evaluation(
     (the ``evaluate_qa`` rule)."""
     loaded = load_model(manifest, device)
     records = load_qa(qa_source, [lang], qa.limit)
-    table = qa_conditions(pl.read_parquet(conditions), qa, main_label)
+    table = select_conditions(
+        pl.read_parquet(conditions), qa.kinds, main_label, include_sweep=qa.include_sweep, seeds=qa.seeds
+    )
     results = [
         evaluate_qa(
             loaded,

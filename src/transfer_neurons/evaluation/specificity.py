@@ -1,7 +1,8 @@
-"""Language specificity of neurons: correlation ratio eta^2 and one-way ANOVA by language."""
+"""Language specificity of neurons: correlation ratio eta^2 and one-way ANOVA, by language and by family."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import polars as pl
 from scipy import stats
 
 from transfer_neurons.data.dumps import Dump
+from transfer_neurons.data.languages import language
 from transfer_neurons.data.tidy import labelled
 from transfer_neurons.names import PIVOT_SIDE, TARGET_SIDE
 
@@ -31,27 +33,61 @@ def eta_squared_anova(activations: np.ndarray, labels: np.ndarray) -> tuple[np.n
     df_between, df_within = len(groups) - 1, len(labels) - len(groups)
     with np.errstate(divide="ignore", invalid="ignore"):
         f_statistic = (ss_between / df_between) / (ss_within / df_within)
-    p_values = np.where(np.isfinite(f_statistic), stats.f.sf(f_statistic, df_between, df_within), 1.0)
+    # F is infinite when the groups are perfectly apart (no variance within them): p = 0; a neuron
+    # that never varies (0 / 0) has no evidence of specificity: p = 1.
+    p_values = np.where(
+        np.isnan(f_statistic), 1.0, np.where(np.isinf(f_statistic), 0.0, stats.f.sf(f_statistic, df_between, df_within))
+    )
     return eta_squared, p_values
 
 
+def language_groups(languages, groups: Mapping[str, Sequence[str]] | None) -> dict[str, str]:
+    """Language -> its group: ``groups`` (group -> languages) where given, else its genealogical family.
+
+    Fails naming the option when a language is in no group or in two.
+    """
+    if groups is None:
+        return {lang: language(lang).family for lang in languages}
+    group_of: dict[str, str] = {}
+    for group, members in groups.items():
+        for lang in members:
+            if lang in group_of:
+                raise ValueError(f"evaluation.specificity.groups: {lang!r} is in {group_of[lang]!r} and {group!r}")
+            group_of[lang] = group
+    missing = [lang for lang in languages if lang not in group_of]
+    if missing:
+        raise ValueError(f"evaluation.specificity.groups: no group for {', '.join(missing)}")
+    return {lang: group_of[lang] for lang in languages}
+
+
 def run_specificity(
-    test_dumps: dict[str, Path], top_lists: dict[str, Path], *, pivot: str, main_label: str, labels: dict
-) -> pl.DataFrame:
-    """eta^2 and ANOVA p of every top-N neuron over the test sentences of all languages."""
+    test_dumps: dict[str, Path], top_lists: dict[str, Path], *, pivot: str, main_label: str,
+    groups: Mapping[str, Sequence[str]] | None, labels: dict,
+) -> pl.DataFrame:  # fmt: skip
+    """eta^2 and ANOVA p of every top-N neuron over the test sentences of all languages.
+
+    As in the paper's test (its htest.py), the groups are two: for language X's neurons, X's
+    sentences against every other language's (``grouping = language``), and the sentences of X's
+    group against the rest (``grouping = family``).
+    """
     first = next(iter(test_dumps.values()))
     sources = {pivot: Dump(Path(first) / PIVOT_SIDE)}
     sources.update({lang: Dump(Path(path) / TARGET_SIDE) for lang, path in test_dumps.items()})
+    group_of = language_groups(list(sources), groups)
+    sentence_languages = np.concatenate([[name] * dump.meta["n_sentences"] for name, dump in sources.items()])
+    sentence_groups = np.array([group_of[lang] for lang in sentence_languages])
     frames = []
     for lang, top_path in top_lists.items():
         top = pl.read_parquet(top_path).filter(pl.col("top_n_label") == str(main_label))
+        binary_labels = {"language": sentence_languages == lang, "family": sentence_groups == group_of[lang]}
         for (neuron_type, layer), group in top.group_by("neuron_type", "layer", maintain_order=True):
             neurons = group["neuron"].to_numpy()
             activations = np.concatenate(
                 [dump.layer("neuron_activations", layer)[:, neurons] for dump in sources.values()]
             )
-            language_labels = np.concatenate([[name] * dump.meta["n_sentences"] for name, dump in sources.items()])
-            eta, p_value = eta_squared_anova(activations, language_labels)
-            frames.append(pl.DataFrame({"language": lang, "neuron_type": neuron_type, "layer": layer,
-                                        "neuron": neurons, "eta_squared": eta, "p_value": p_value}))  # fmt: skip
+            for grouping, in_group in binary_labels.items():
+                eta, p_value = eta_squared_anova(activations, in_group)
+                frames.append(pl.DataFrame({"language": lang, "group": group_of[lang], "grouping": grouping,
+                                            "neuron_type": neuron_type, "layer": layer, "neuron": neurons,
+                                            "eta_squared": eta, "p_value": p_value}))  # fmt: skip
     return labelled(pl.concat(frames), **labels)

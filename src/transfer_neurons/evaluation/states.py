@@ -6,6 +6,7 @@ L2 side is recomputed under each condition.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,9 @@ from transfer_neurons.evaluation.alignment import (
     check_knn_ks,
     derangement,
     nearest_neighbours,
+    neighbour_shares,
     paired_cosines,
     row_cosines,
-    shared_neighbour_share,
 )
 from transfer_neurons.evaluation.conditions import (
     InterventionSettings,
@@ -35,7 +36,9 @@ from transfer_neurons.evaluation.conditions import (
 from transfer_neurons.model.batching import (
     TokenizedBatch,
     decoder_forward,
+    last_token_forward,
     length_sorted_batches,
+    prefix_cache,
     token_lengths,
     tokenize,
 )
@@ -44,6 +47,7 @@ from transfer_neurons.model.hooks import (
     recording_layer_outputs,
     replaying_layer_outputs,
     scaled_neurons,
+    touches_only_last_token,
 )
 from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.names import ACTIVATION_COSINE, PIVOT_SIDE, STATE_COSINE, cosine_metric, knn_metric
@@ -57,11 +61,36 @@ def first_touched_layer(neurons: Mapping[int, Sequence[int]], n_layers: int) -> 
 def batch_states_by_condition(
     loaded: LoadedModel, batch: TokenizedBatch, neuron_sets: Mapping[str, Mapping[int, Sequence[int]]], settings
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Last-token layer outputs and activations of one batch under every condition.
+    """Last-token layer outputs and activations [L, batch, ...] of one batch under every condition.
 
-    One normal pass records each layer's output; a condition whose first scaled neuron is
-    in layer k replays layers 0..k-1 from that record and computes only the rest.
+    Where no condition reaches a token before the last (``last``, ``prompt_last``), the batch's
+    prefix runs once and every condition runs only the last token from its cache; otherwise
+    layers below a condition's first scaled neuron are replayed from one normal pass.
     """
+    if touches_only_last_token(settings.positions) and batch.input_ids.shape[1] > 1:
+        return states_from_shared_prefix(loaded, batch, neuron_sets, settings)
+    return states_with_replay(loaded, batch, neuron_sets, settings)
+
+
+def states_from_shared_prefix(loaded: LoadedModel, batch: TokenizedBatch, neuron_sets, settings):
+    """Every condition continues from one copy of the unscaled prefix cache, on the last token only."""
+    with torch.no_grad():
+        cache = prefix_cache(loaded.model, batch)
+    results = {}
+    for name, neurons in neuron_sets.items():
+        with (
+            torch.no_grad(),
+            scaled_neurons(loaded.adapter, neurons, settings.factor, settings.positions),
+            capture_states(loaded.adapter) as captured,
+        ):
+            last_token_forward(loaded.model, batch, copy.deepcopy(cache))
+        results[name] = (captured["states"].layer_output, captured["states"].neuron_activations)
+    return results
+
+
+def states_with_replay(loaded: LoadedModel, batch: TokenizedBatch, neuron_sets, settings):
+    """One normal pass records each layer's output; a condition whose first scaled neuron is in
+    layer k replays layers 0..k-1 from that record and computes only the rest."""
     model, adapter = loaded.model, loaded.adapter
     n_layers = adapter.facts.n_layers
     with torch.no_grad(), recording_layer_outputs(adapter) as recorded, capture_states(adapter) as captured:
@@ -135,20 +164,23 @@ def states_by_condition(
     }
 
 
-def layer_metrics(pivot_neighbours: Sequence[np.ndarray], pivot_states, target: ConditionStates, knn_ks) -> list[dict]:
-    """All per-layer alignment metrics for one condition as (layer, metric, value) records.
+def alignment_of(
+    pivot_neighbours: Sequence[np.ndarray], pivot_states: np.ndarray, target: ConditionStates, knn_ks
+) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The alignment of one condition's L2 states with the English ones.
 
-    ``pivot_neighbours[layer]`` are the English rows' nearest neighbours (at least max(knn_ks)
-    of them), the same under every condition.
+    Returns per-layer records (layer, metric, value) and per-pair values averaged over layers
+    (``knn_share`` for the first k, ``parallel_cosine``: [N] each), which let the report pair a
+    condition with another by sentence. ``pivot_neighbours[layer]`` are the English rows' nearest
+    neighbours (at least max(knn_ks) of them), the same under every condition.
     """
     records = []
+    pair_shares, pair_cosines = [], []
     for layer in range(pivot_states.shape[0]):
         target_states = target.layer_output[layer]
         target_neighbours = nearest_neighbours(target_states, max(knn_ks))
-        values = {
-            knn_metric(k): shared_neighbour_share(pivot_neighbours[layer][:, :k], target_neighbours[:, :k])
-            for k in knn_ks
-        }
+        shares = {k: neighbour_shares(pivot_neighbours[layer][:, :k], target_neighbours[:, :k]) for k in knn_ks}
+        values = {knn_metric(k): float(per_row.mean()) for k, per_row in shares.items()}
         cosines = paired_cosines(pivot_states[layer], target_states)
         values.update({cosine_metric(STATE_COSINE, pairing): value for pairing, value in cosines.items()})
         values.update(
@@ -158,7 +190,10 @@ def layer_metrics(pivot_neighbours: Sequence[np.ndarray], pivot_states, target: 
             }
         )
         records.extend({"layer": layer, "metric": name, "value": value} for name, value in values.items())
-    return records
+        pair_shares.append(shares[knn_ks[0]])
+        pair_cosines.append(row_cosines(pivot_states[layer], target_states))
+    per_pair = {"knn_share": np.mean(pair_shares, axis=0), "parallel_cosine": np.mean(pair_cosines, axis=0)}
+    return records, per_pair
 
 
 def evaluate_states(
@@ -168,8 +203,9 @@ def evaluate_states(
     conditions: pl.DataFrame,
     settings: InterventionSettings,
     knn_ks: Sequence[int],
-) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
-    """Alignment metrics per condition and layer, and each condition's L2 centroids [L, d]."""
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, np.ndarray]]:
+    """Alignment metrics per condition and layer, per condition and pair, and each condition's L2
+    centroids [L, d]."""
     pivot_states = test_dump.all_layers("layer_output")
     pivot_acts = test_dump.all_layers("neuron_activations")
     if pivot_states.shape[1] != len(target_sentences):
@@ -180,28 +216,32 @@ def evaluate_states(
     pivot_neighbours = [nearest_neighbours(layer_states, max(knn_ks)) for layer_states in pivot_states]
     neuron_sets = {name: condition_neurons(conditions, name) for name in condition_names(conditions)}
     states = states_by_condition(loaded, target_sentences, neuron_sets, settings, pivot_acts)
-    records, centroids = [], {}
+    records, pair_frames, centroids = [], [], {}
     for condition, target in states.items():
         centroids[condition] = target.layer_output.mean(axis=1)
-        for record in layer_metrics(pivot_neighbours, pivot_states, target, knn_ks):
-            records.append({"condition": condition, **record})
-    metrics = pl.DataFrame(records).join(condition_info(conditions), on="condition", how="left")
-    return metrics, centroids
+        layer_records, per_pair = alignment_of(pivot_neighbours, pivot_states, target, knn_ks)
+        records.extend({"condition": condition, **record} for record in layer_records)
+        pair_frames.append(pl.DataFrame({"condition": condition, "pair": np.arange(len(target_sentences)), **per_pair}))
+    info = condition_info(conditions)
+    metrics = pl.DataFrame(records).join(info, on="condition", how="left")
+    pairs = pl.concat(pair_frames).join(info, on="condition", how="left")
+    return metrics, pairs, centroids
 
 
 def run_state_evaluation(
     manifest: Path, test_pairs: Path, test_dump: Path, conditions: Path, settings: InterventionSettings, *,
     knn_ks, device: str, labels: dict, arrays_path: Path,
-) -> pl.DataFrame:  # fmt: skip
-    """Alignment metrics under every condition; saves the L2 test centroids [L, d] per condition."""
+) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+    """Alignment metrics per layer and per pair under every condition; saves the L2 test centroids
+    [L, d] per condition."""
     loaded = load_model(manifest, device)
     target_sentences = kept_pairs(test_pairs)["target_text"].to_list()
     table = pl.read_parquet(conditions)
-    metrics, centroids = evaluate_states(
+    metrics, pairs, centroids = evaluate_states(
         loaded, Dump(Path(test_dump) / PIVOT_SIDE), target_sentences, table, settings, knn_ks
     )
     save_file(condition_centroid_arrays(centroids), str(arrays_path))
-    return labelled(metrics, **labels)
+    return labelled(metrics, **labels), labelled(pairs, **labels)
 
 
 def condition_centroid_arrays(centroids: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

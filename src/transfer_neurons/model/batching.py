@@ -39,6 +39,25 @@ def decoder_forward(model, batch: TokenizedBatch, **options):
     return decoder(**batch.model_inputs(decoder), **options)
 
 
+def prefix_cache(model, batch: TokenizedBatch):
+    """Keys and values of every token but the last, from the decoder stack (no logits).
+
+    Positions follow the mask as ``generate()`` numbers left-padded rows, so the cache fits a
+    next step on the last token: ``last_token_forward`` or ``generate(cache=...)``.
+    """
+    prefix = TokenizedBatch(batch.input_ids[:, :-1], batch.attention_mask[:, :-1])
+    return decoder_forward(model, prefix, use_cache=True).cache
+
+
+def last_token_forward(model, batch: TokenizedBatch, cache, **options):
+    """The decoder stack on each row's last token only, continuing from the prefix's ``cache``."""
+    decoder = model.base_model
+    inputs = {"input_ids": batch.input_ids[:, -1:], "attention_mask": batch.attention_mask}
+    if accepts_position_ids(decoder):
+        inputs["position_ids"] = position_ids_from_mask(batch.attention_mask)[:, -1:]
+    return decoder(**inputs, cache=cache, use_cache=True, **options)
+
+
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """[batch, pos] positions counting only real tokens (pads get 0)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

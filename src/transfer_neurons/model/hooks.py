@@ -9,6 +9,8 @@ Everything that attaches to a forward pass lives here, keyed by the adapter's mo
   by a factor at chosen positions: a factor of 0 removes exactly the neurons' writes
   ``a_i v_i`` from the residual stream (for every family, including Gemma, whose post-MLP
   norm then sees the reduced sum);
+* ``patched_neurons`` sets chosen neurons' activations at the last token to given values
+  (activation patching);
 * ``recording_layer_outputs`` / ``replaying_layer_outputs`` record decoder layers' outputs in
   one pass and return them in later passes of the same batch: an intervention on layer k
   cannot change layers 0..k-1, so those need not be computed again.
@@ -114,7 +116,44 @@ def capture_states(adapter: FamilyAdapter, layers: Sequence[int] | None = None, 
     )
 
 
+@contextmanager
+def counting_active_neurons(adapter: FamilyAdapter, counted_positions: torch.Tensor):
+    """Within the context, count per neuron the tokens where its activation function's output is > 0.
+
+    ``counted_positions`` [batch, pos] (bool) marks the tokens to count (real tokens of the
+    language, not padding or special tokens). Yields a dict that fills with ``{layer: [d_mlp]}``
+    int64 counts; use one forward pass per context.
+    """
+    counts: dict[int, torch.Tensor] = {}
+    mask = counted_positions.bool()
+
+    def count(module, args, output, index):
+        active = (output > 0) & mask.to(output.device)[..., None]
+        counts[index] = active.sum(dim=(0, 1)).to(torch.int64).cpu()
+
+    handles = [
+        adapter.activation_function(index).register_forward_hook(
+            lambda module, args, output, index=index: count(module, args, output, index)
+        )
+        for index in range(adapter.facts.n_layers)
+    ]
+    try:
+        yield counts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 POSITION_MODES = ("last", "prompt", "prompt_last")
+
+
+def touches_only_last_token(positions: str) -> bool:
+    """Whether no intervention in this position mode reaches a prompt token before the last.
+
+    Then every condition's keys and values for those tokens equal the normal ones, so a batch's
+    prefix is computed once and each condition runs only the last token from its cache.
+    """
+    return positions in ("last", "prompt_last")
 
 
 def _positions_this_pass(mode: str, is_prompt_pass: bool) -> slice | None:
@@ -158,6 +197,30 @@ def scaled_neurons(
             return (activations, *args[1:])
 
         handles.append(adapter.down_projection(layer).register_forward_pre_hook(scale_input))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def patched_neurons(adapter: FamilyAdapter, patches: Mapping[int, tuple[Sequence[int], torch.Tensor]]):
+    """Within the context, set chosen neurons' activations at the last position of every pass.
+
+    ``patches[layer] = (neurons, values)`` with values [batch, len(neurons)]: the input of the
+    layer's down projection takes these values there (activation patching).
+    """
+    handles = []
+    for layer, (neurons, values) in patches.items():
+        index = torch.as_tensor(list(neurons), dtype=torch.long)
+
+        def patch_input(module, args, index=index, values=values):
+            activations = args[0].clone()
+            activations[:, -1, index.to(activations.device)] = values.to(activations.device, activations.dtype)
+            return (activations, *args[1:])
+
+        handles.append(adapter.down_projection(layer).register_forward_pre_hook(patch_input))
     try:
         yield
     finally:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -113,8 +114,20 @@ def prepare_model(name: str, spec: dict, directory: Path) -> dict:
         location = weights
     manifest = {"name": name, "source": source, "location": str(Path(location).resolve()), "trust_remote_code": trust}
     manifest["facts"] = model_facts(location, trust).__dict__
+    manifest["weights_sha256"] = weights_digest(Path(location))
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def weights_digest(location: Path) -> str:
+    """SHA-256 over the model's weight files (name and content, in name order): which weights a run used."""
+    digest = hashlib.sha256()
+    for path in sorted(location.glob("*.safetensors")) + sorted(location.glob("*.bin")):
+        digest.update(path.name.encode())
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 24), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def model_facts(location: str | Path, trust_remote_code: bool):

@@ -16,7 +16,10 @@ from transfer_neurons.reporting.summaries import PER_LAYER_TOP_K
 alt = lazy_import("altair")  # the Snakefile reads the figure registry, which refers to these functions
 pl = lazy_import("polars")
 
-GROUP_COLOURS = ["#222222", "#1b9e77", "#d95f02", "#7fc9b4", "#f2a96e", "#9aa7d6", "#c9a3d6"]
+# One colour per condition group, in GROUP_ORDER.
+GROUP_COLOURS = [
+    "#222222", "#1b9e77", "#d95f02", "#7fc9b4", "#f2a96e", "#9aa7d6", "#c9a3d6", "#e7298a", "#e6ab02", "#7570b3",
+]  # fmt: skip
 TYPE_COLOURS = ["#1b9e77", "#d95f02"]
 
 
@@ -83,10 +86,12 @@ def score_profile_chart(profile: pl.DataFrame, title: str) -> alt.FacetChart:
 
 def qa_f1_chart(summary: pl.DataFrame, title: str) -> alt.LayerChart:
     """Mean MKQA F1 per condition group with bootstrap 95 % CI, one panel per language and position mode."""
+    chosen = legend_filter("group")
     base = alt.Chart(summary).encode(x=alt.X("group:N", sort=GROUP_ORDER, title=None))
-    bars = base.mark_bar().encode(
+    bars = base.mark_bar().add_params(chosen).encode(
         y=alt.Y("mkqa_f1:Q", title="MKQA F1 (mean over questions, 95 % CI)"),
         color=group_colour(),
+        opacity=alt.condition(chosen, alt.value(1.0), alt.value(0.2)),
         tooltip=["language:N", "positions:N", "group:N", alt.Tooltip("mkqa_f1:Q", format=".3f"),
                  alt.Tooltip("ci_low:Q", format=".3f"), alt.Tooltip("ci_high:Q", format=".3f"),
                  alt.Tooltip("mkqa_em:Q", format=".3f")],
@@ -100,10 +105,22 @@ def qa_f1_chart(summary: pl.DataFrame, title: str) -> alt.LayerChart:
     )
 
 
+def legend_filter(field: str):
+    """A selection bound to the legend: clicking a legend entry keeps that entry's marks in full colour."""
+    return alt.selection_point(fields=[field], bind="legend")
+
+
 def _metric_lines(frame: pl.DataFrame, y_title: str) -> alt.LayerChart:
+    chosen = legend_filter("group")
+    emphasis = alt.condition(chosen, alt.value(1.0), alt.value(0.1))
     base = alt.Chart(frame).encode(x=layer_axis(), color=group_colour())
     band = base.mark_area(opacity=0.2).encode(y=alt.Y("min:Q", title=y_title), y2="max:Q")
-    line = base.mark_line(point=alt.OverlayMarkDef(size=15)).encode(y="mean:Q")
+    line = (
+        base.mark_line(point=alt.OverlayMarkDef(size=15))
+        .encode(y="mean:Q", opacity=emphasis, tooltip=["language:N", "metric:N", "group:N", "layer:Q",
+                                                        alt.Tooltip("mean:Q", format=".3f")])
+        .add_params(chosen)
+    )  # fmt: skip
     return alt.layer(band, line, data=frame)
 
 
@@ -173,19 +190,24 @@ def language_pca_chart(projection: pl.DataFrame, title: str) -> alt.FacetChart:
 
 
 def specificity_chart(summary: pl.DataFrame, title: str) -> alt.FacetChart:
-    """Share of language-specific neurons (eta^2 thresholds) among Type-1 and Type-2 neurons."""
+    """Share of language-specific neurons (eta^2 thresholds) among Type-1 and Type-2 neurons, by language
+    and by family."""
     long = summary.unpivot(
-        index=["language", "neuron_type"], on=["share_eta_0.1_p_0.05", "share_eta_0.25"], variable_name="criterion"
+        index=["language", "grouping", "neuron_type"],
+        on=["share_eta_0.1_p_0.05", "share_eta_0.25"],
+        variable_name="criterion",
     )
     return (
         alt.Chart(long)
         .mark_bar()
         .encode(
-            x=alt.X("neuron_type:N", title=None),
+            x=alt.X("grouping:N", title=None),
+            xOffset=alt.XOffset("neuron_type:N"),
             y=alt.Y("value:Q", title="share of top-N neurons", scale=alt.Scale(domain=[0, 1])),
             color=alt.Color("neuron_type:N", scale=type_scale()),
             column=alt.Column("language:N", title=None),
             row=alt.Row("criterion:N", title=None),
+            tooltip=["language:N", "grouping:N", "neuron_type:N", alt.Tooltip("value:Q", format=".2f")],
         )
         .properties(width=90, height=120, title=title)
     )
@@ -272,3 +294,135 @@ def dose_response_chart(table: pl.DataFrame, title: str) -> alt.VConcatChart:
             .facet(column=alt.Column("neuron_type:N", title=None))
         )
     return alt.vconcat(*panels).properties(title=title)
+
+
+def loss_change_chart(summary: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Change of next-token loss from normal, by text language, per condition group (with 95 % CI)."""
+    frame = summary.filter(pl.col("group") != NORMAL)
+    base = alt.Chart(frame).encode(
+        x=alt.X("group:N", sort=GROUP_ORDER, title=None), xOffset=alt.XOffset("text_language:N")
+    )
+    bars = base.mark_bar().encode(
+        y=alt.Y("change:Q", title="loss change from normal (nats per token)"),
+        color=alt.Color("text_language:N", title="text language"),
+        tooltip=["language:N", "text_language:N", "group:N", alt.Tooltip("change:Q", format=".3f"),
+                 alt.Tooltip("ci_low:Q", format=".3f"), alt.Tooltip("ci_high:Q", format=".3f")],
+    )  # fmt: skip
+    errors = base.mark_errorbar().encode(y="ci_low:Q", y2="ci_high:Q")
+    return (
+        alt.layer(bars, errors, data=frame)
+        .properties(width=300, height=160)
+        .facet(row=alt.Row("language:N", title="neurons of"))
+        .properties(title=title)
+    )
+
+
+def lape_layers_chart(counts: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Bars: how many LAPE language-specific neurons each layer has, per language."""
+    return (
+        alt.Chart(counts)
+        .mark_bar(color="#7570b3")
+        .encode(
+            x=alt.X("layer:O", title="layer"),
+            y=alt.Y("neurons:Q", title="LAPE neurons"),
+            tooltip=["language:N", "layer:O", "neurons:Q"],
+        )
+        .properties(width=320, height=90)
+        .facet(row=alt.Row("language:N", title=None))
+        .properties(title=title)
+    )
+
+
+def lape_overlap_chart(overlap: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Per layer: transfer neurons that are also LAPE neurons of the language, against chance."""
+    base = alt.Chart(overlap).encode(x=alt.X("layer:O", title="layer"))
+    bars = base.mark_bar(color="#1b9e77").encode(
+        y=alt.Y("overlap:Q", title="transfer neurons that are LAPE neurons"),
+        tooltip=["language:N", "neuron_type:N", "layer:O", "overlap:Q", "n_transfer:Q", "n_lape:Q",
+                 alt.Tooltip("expected:Q", format=".2f"), alt.Tooltip("jaccard:Q", format=".3f"),
+                 alt.Tooltip("p_value:Q", format=".2g")],
+    )  # fmt: skip
+    chance = base.mark_tick(color="black", thickness=2).encode(y="expected:Q")
+    return (
+        alt.layer(bars, chance, data=overlap)
+        .properties(width=260, height=100)
+        .facet(row=alt.Row("language:N", title=None), column=alt.Column("neuron_type:N", title=None))
+        .properties(title=title)
+    )
+
+
+def baseline_contrasts_chart(contrasts: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Transfer neurons minus each baseline, with 95 % CI, per analysis and language (0: no difference)."""
+    base = alt.Chart(contrasts).encode(
+        y=alt.Y("baseline:N", title=None),
+        yOffset=alt.YOffset("neuron_type:N"),
+        color=alt.Color("neuron_type:N", scale=type_scale()),
+    )
+    points = base.mark_point(filled=True).encode(
+        x=alt.X("difference:Q", title="transfer minus baseline"),
+        tooltip=["analysis:N", "language:N", "neuron_type:N", "baseline:N", alt.Tooltip("difference:Q", format=".4f"),
+                 alt.Tooltip("ci_low:Q", format=".4f"), alt.Tooltip("ci_high:Q", format=".4f")],
+    )  # fmt: skip
+    errors = base.mark_errorbar().encode(x="ci_low:Q", x2="ci_high:Q")
+    zero = alt.Chart().mark_rule(color="#888888").encode(x=alt.datum(0))
+    return (
+        alt.layer(errors, points, zero, data=contrasts)
+        .properties(width=170, height=90)
+        .facet(row=alt.Row("analysis:N", title=None), column=alt.Column("language:N", title=None))
+        .resolve_scale(x="independent")
+        .properties(title=title)
+    )
+
+
+def harness_chart(summary: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Harness score per condition group with the stderr (bars) and the seeds' range (ticks)."""
+    frame = summary.with_columns(
+        (pl.col("value") - pl.col("stderr").fill_null(0)).alias("low"),
+        (pl.col("value") + pl.col("stderr").fill_null(0)).alias("high"),
+        (pl.col("task") + " · " + pl.col("metric")).alias("measure"),
+    )
+    base = alt.Chart(frame).encode(x=alt.X("group:N", sort=GROUP_ORDER, title=None))
+    bars = base.mark_bar().encode(
+        y=alt.Y("value:Q", title="score"),
+        color=group_colour(),
+        tooltip=["language:N", "task:N", "metric:N", "group:N", alt.Tooltip("value:Q", format=".3f"),
+                 alt.Tooltip("stderr:Q", format=".3f"), alt.Tooltip("seed_min:Q", format=".3f"),
+                 alt.Tooltip("seed_max:Q", format=".3f"), "n_samples:Q"],
+    )  # fmt: skip
+    errors = base.mark_errorbar().encode(y="low:Q", y2="high:Q")
+    spread = base.mark_tick(color="black").encode(y="seed_min:Q") + base.mark_tick(color="black").encode(y="seed_max:Q")
+    return (
+        alt.layer(bars, errors, spread, data=frame)
+        .properties(width=220, height=150)
+        .facet(row=alt.Row("measure:N", title=None), column=alt.Column("language:N", title="neurons of"))
+        .properties(title=title)
+    )
+
+
+def patching_chart(summary: pl.DataFrame, title: str) -> alt.FacetChart:
+    """Recovery of mutual k-NN alignment (layer mean) by patched layer, per source and scope."""
+    frame = summary.filter(pl.col("metric") == "mutual_knn")
+    return (
+        alt.Chart(frame)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("patched_layer:O", title="patched layer"),
+            y=alt.Y("recovery:Q", title="recovery of mutual k-NN (layer mean)"),
+            color=alt.Color("source:N", scale=alt.Scale(domain=["clean", "english", "mean"]), title="values from"),
+            strokeDash=alt.StrokeDash("scope:N", title="layers patched"),
+            tooltip=[
+                "language:N",
+                "neuron_set:N",
+                "source:N",
+                "scope:N",
+                "patched_layer:O",
+                alt.Tooltip("recovery:Q", format=".3f"),
+                alt.Tooltip("value:Q", format=".3f"),
+                alt.Tooltip("clean:Q", format=".3f"),
+                alt.Tooltip("corrupted:Q", format=".3f"),
+            ],
+        )  # fmt: skip
+        .properties(width=260, height=130)
+        .facet(row=alt.Row("language:N", title=None), column=alt.Column("neuron_set:N", title="deactivated set"))
+        .properties(title=title)
+    )

@@ -1,8 +1,8 @@
 """The figure registry: every figure of the workflow, declared once.
 
 An entry says which results the figure reads, how its table is prepared, which chart draws it,
-its caption (what it shows and what the paper found), the sentence with this run's numbers and
-the summary table the report shows under it. The Snakefile reads the registry to plan one job
+its caption (what it shows and what the paper found), the small table of this run's key numbers
+and the full summary table the report offers under it. The Snakefile reads the registry to plan one job
 per figure; ``draw_figure`` is what that job runs.
 
 Scopes: a ``detector`` figure is drawn per model and detector
@@ -19,7 +19,7 @@ from typing import Any
 
 from transfer_neurons.data.tidy import read_tables
 from transfer_neurons.lazy import lazy_import
-from transfer_neurons.reporting import charts, measured, summaries
+from transfer_neurons.reporting import charts, numbers, summaries
 
 pl = lazy_import("polars")  # the Snakefile reads this registry at start-up
 
@@ -33,6 +33,8 @@ class FigureSettings:
     main_label: str  # the top-N label of the main N (e.g. "paper_fraction")
     knn_metric: str  # the mutual k-NN metric figures and tables quote
     resamples: int  # bootstrap resamples for confidence intervals
+    pivot: str = "en"  # the pivot language (English)
+    detector: str = "centroid"  # the detector whose neurons the evaluations use
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,11 @@ class Figure:
     prepare: Callable[[Results, FigureContext], pl.DataFrame]
     chart: Callable[[pl.DataFrame, str], Any]
     caption: str  # what the figure shows and what the paper found
-    measured: Callable[[Mapping[str, pl.DataFrame], FigureContext], str] | None = None
-    table: str | None = None  # the summary table the report shows under the figure
+    numbers: Callable[[Mapping[str, pl.DataFrame], FigureContext], pl.DataFrame] | None = None  # key numbers
+    table: str | None = None  # the full summary table the report offers under the figure
     title: Callable[[Results, FigureContext], str] | None = None  # default: "{model}: {name}"
     min_detectors: int = 1  # figures that compare detectors need more than one
+    requires: str | None = None  # an optional part of the workflow (e.g. "lape") the figure needs
 
     def title_for(self, results: Results, context: FigureContext) -> str:
         if self.title is not None:
@@ -98,6 +101,17 @@ def attention_example_title(results: Results, context: FigureContext) -> str:
     return f"{context.model}: attention example ({first_language}, first test sentence)"
 
 
+def lape_layer_counts(results: Results, context: FigureContext) -> pl.DataFrame:
+    lape = results["lape"]
+    grid = (
+        lape.select("language")
+        .unique()
+        .join(pl.DataFrame({"layer": list(range(context.facts["n_layers"]))}, schema={"layer": pl.Int32}), how="cross")
+    )
+    counts = lape.group_by("language", "layer").len("neurons")
+    return grid.join(counts, on=["language", "layer"], how="left").fill_null(0).sort("language", "layer")
+
+
 def only(name: str) -> Callable[[Results, FigureContext], pl.DataFrame]:
     """A figure drawn from one result table as it is."""
     return lambda results, context: results[name]
@@ -114,7 +128,7 @@ FIGURES: dict[str, Figure] = {
             charts.layer_distribution_chart,
             "The paper finds Type-1 neurons in the early-to-middle layers and Type-2 neurons "
             "concentrated in the final layers.",
-            measured.detection_measured,
+            numbers.detection_numbers,
             title=layer_distribution_title,
         ),
         Figure(
@@ -125,7 +139,7 @@ FIGURES: dict[str, Figure] = {
             charts.score_profile_chart,
             "Scores measure how far one neuron's write moves the last-token state toward the "
             "shared (Type-1) or language-specific (Type-2) centroid.",
-            measured.detection_measured,
+            numbers.detection_numbers,
             title=lambda results, context: f"{context.model}: per-layer neuron scores ({context.detector} detector)",
         ),
         Figure(
@@ -140,7 +154,7 @@ FIGURES: dict[str, Figure] = {
             "prompt token deactivated (prompt) or only the last one (prompt_last), the paper's two settings. "
             "The paper reports that deactivating the top-1000 Type-1 neurons collapses multilingual QA "
             "while as many random neurons barely change it.",
-            measured.qa_measured,
+            numbers.qa_numbers,
             table="qa_summary",
         ),
         Figure(
@@ -151,7 +165,7 @@ FIGURES: dict[str, Figure] = {
             charts.knn_chart,
             "The paper reports that mutual k-NN alignment of English and L2 states rises through the "
             "middle layers and drops when Type-1 neurons are deactivated, but not for random neurons.",
-            measured.knn_measured,
+            numbers.knn_numbers,
             table="alignment_summary",
         ),
         Figure(
@@ -162,7 +176,7 @@ FIGURES: dict[str, Figure] = {
             charts.state_similarity_chart,
             "Parallel English-L2 pairs are far more similar than non-parallel pairs in the middle "
             "layers (the shared semantic space); deactivating Type-1 neurons narrows the gap.",
-            measured.state_gap_measured,
+            numbers.state_numbers,
         ),
         Figure(
             "activation_similarity",
@@ -172,7 +186,7 @@ FIGURES: dict[str, Figure] = {
             charts.activation_similarity_chart,
             "MLP activation patterns of parallel pairs are more similar than of non-parallel "
             "pairs, showing shared neurons process the same meaning across languages.",
-            measured.activation_gap_measured,
+            numbers.activation_numbers,
         ),
         Figure(
             "language_space",
@@ -181,7 +195,7 @@ FIGURES: dict[str, Figure] = {
             only("language_space"),
             charts.language_space_chart,
             "Language centroids converge in the middle layers and separate again near the output.",
-            measured.language_space_measured,
+            numbers.language_space_numbers,
         ),
         Figure(
             "language_pca",
@@ -190,7 +204,7 @@ FIGURES: dict[str, Figure] = {
             only("language_pca"),
             charts.language_pca_chart,
             "In the middle layers the languages overlap; at the first and last layers they form separate clusters.",
-            measured.pca_measured,
+            numbers.pca_numbers,
         ),
         Figure(
             "specificity",
@@ -198,8 +212,12 @@ FIGURES: dict[str, Figure] = {
             ("specificity",),
             lambda results, context: summaries.specificity_summary(results["specificity"]),
             charts.specificity_chart,
-            "The paper finds Type-2 neurons more language-specific (higher eta^2) than Type-1 neurons.",
-            measured.specificity_measured,
+            "Language specificity of the top-N neurons: eta^2 and a one-way ANOVA of each neuron's last-token "
+            "activation, with the sentences of the neurons' language against all others (language) or of its "
+            "language group against all others (family), as in the paper's test. The paper finds Type-2 neurons "
+            "more language-specific than Type-1 neurons; its corrected tables group ja and ko against the "
+            "Indo-European languages.",
+            numbers.specificity_numbers,
             table="specificity_summary",
         ),
         Figure(
@@ -209,7 +227,7 @@ FIGURES: dict[str, Figure] = {
             only("attention"),
             charts.attention_shift_chart,
             "Beyond the paper: how the last token's attention changes when neurons are deactivated.",
-            measured.attention_measured,
+            numbers.attention_numbers,
         ),
         Figure(
             "attention_example",
@@ -230,8 +248,97 @@ FIGURES: dict[str, Figure] = {
             charts.detector_agreement_chart,
             "Beyond the paper: how many of the reference detector's top-N neurons (the one the "
             "evaluations use) each other configured detector also finds, per layer.",
-            measured.agreement_measured,
+            numbers.agreement_numbers,
             min_detectors=2,
+        ),
+        Figure(
+            "loss_change",
+            MODEL_SCOPE,
+            ("loss",),
+            lambda results, context: summaries.loss_summary(
+                results["loss"], context.settings.main_label, context.settings.resamples
+            ),
+            charts.loss_change_chart,
+            "Beyond the paper: how much each condition raises the next-token loss of held-out text in each "
+            "language, with the neurons scaled at every position. Transfer neurons of a language should hurt "
+            "that language more than English; a set that hurts every language alike damages the model.",
+            numbers.loss_numbers,
+            table="loss_summary",
+        ),
+        Figure(
+            "baseline_contrasts",
+            MODEL_SCOPE,
+            ("state_pairs", "qa", "attention_sentences", "loss"),
+            lambda results, context: summaries.baseline_contrasts(
+                results["state_pairs"],
+                results["qa"],
+                results["attention_sentences"],
+                results.get("loss"),
+                context.settings.main_label,
+                context.settings.resamples,
+            ),
+            charts.baseline_contrasts_chart,
+            "Transfer neurons against each baseline, analysis by analysis: the mean difference, paired by "
+            "sentence or question, with its bootstrap 95 % CI. Random sets match the count and the layers; "
+            "magnitude-matched sets also match how much each neuron writes, which the centroid score favours. "
+            "A CI that excludes 0 is an effect the baseline cannot explain.",
+            numbers.contrast_numbers,
+            table="baseline_contrasts",
+        ),
+        Figure(
+            "lape_layers",
+            MODEL_SCOPE,
+            ("lape",),
+            lape_layer_counts,
+            charts.lape_layers_chart,
+            "LAPE language-specific neurons (Tang et al., ACL 2024): the lowest-entropy 1 % of neurons by how "
+            "their activation probability spreads over languages. Tang et al. find them mostly in the top and "
+            "bottom layers.",
+            numbers.lape_numbers,
+            table="lape_summary",
+            requires="lape",
+        ),
+        Figure(
+            "lape_overlap",
+            MODEL_SCOPE,
+            ("lape_overlap",),
+            only("lape_overlap"),
+            charts.lape_overlap_chart,
+            "How many of a language's transfer neurons are also its LAPE language-specific neurons, per layer; "
+            "the tick is the overlap two random sets of those sizes would have. Type-2 neurons, which the paper "
+            "finds more language-specific, should overlap more than Type-1.",
+            numbers.lape_numbers,
+            table="lape_summary",
+            requires="lape",
+        ),
+        Figure(
+            "harness_scores",
+            MODEL_SCOPE,
+            ("harness",),
+            lambda results, context: summaries.harness_summary(results["harness"]),
+            charts.harness_chart,
+            "lm-evaluation-harness tasks under each condition (bars: score with the harness's stderr; "
+            "ticks: the range over random seeds), per language whose neurons are scaled. The paper reports "
+            "that deactivating Type-1 neurons during the prompt lowers MMLU-ProX accuracy in the L2 while as "
+            "many random neurons do not.",
+            numbers.harness_numbers,
+            table="harness_summary",
+            requires="lm_eval",
+        ),
+        Figure(
+            "patching",
+            MODEL_SCOPE,
+            ("patching",),
+            lambda results, context: summaries.patching_summary(results["patching"]),
+            charts.patching_chart,
+            "Beyond the paper: activation patching. The Type-1 neurons are deactivated at the last token (the "
+            "corrupted run), then their activations are written back, one layer's at a time (single) or every "
+            "layer's up to that one (cumulative), from the clean L2 run (restoration), the English run of the "
+            "same pair (interchange) or their training mean. Recovery 1 is the clean alignment, 0 the corrupted "
+            "one. The control set's patching says what neurons of the same sizes give back.",
+            numbers.patching_numbers,
+            table="patching_summary",
+            requires="patching",
         ),
         Figure(
             "dose_response",
@@ -242,16 +349,23 @@ FIGURES: dict[str, Figure] = {
             ),
             charts.dose_response_chart,
             "Beyond the paper: alignment and QA as the number of deactivated neurons grows.",
-            measured.dose_measured,
+            numbers.dose_numbers,
             table="dose_summary",
         ),
     )
 }
 
 
-def figures_of(scope: str, n_detectors: int) -> list[str]:
-    """The names of the figures drawn in ``scope`` when ``n_detectors`` detectors run."""
-    return [figure.name for figure in FIGURES.values() if figure.scope == scope and n_detectors >= figure.min_detectors]
+def figures_of(scope: str, n_detectors: int, parts: frozenset[str] = frozenset()) -> list[str]:
+    """The names of the figures drawn in ``scope`` when ``n_detectors`` detectors and the optional
+    ``parts`` of the workflow run."""
+    return [
+        figure.name
+        for figure in FIGURES.values()
+        if figure.scope == scope
+        and n_detectors >= figure.min_detectors
+        and (figure.requires is None or figure.requires in parts)
+    ]
 
 
 def draw_figure(

@@ -203,16 +203,17 @@ def language_space_summary(similarity: pl.DataFrame) -> pl.DataFrame:
 
 
 def specificity_summary(table: pl.DataFrame) -> pl.DataFrame:
-    """Share of top-N neurons with eta^2 > 0.1 and p < 0.05, and with eta^2 > 0.25, per language and type."""
+    """Share of top-N neurons with eta^2 > 0.1 and p < 0.05, and with eta^2 > 0.25, per language, type and
+    grouping (the language against the rest, or its family against the rest)."""
     return (
-        table.group_by("model", "language", "neuron_type")
+        table.group_by("model", "language", "group", "grouping", "neuron_type")
         .agg(
             pl.len().alias("neurons"),
             ((pl.col("eta_squared") > 0.1) & (pl.col("p_value") < 0.05)).mean().alias("share_eta_0.1_p_0.05"),
             (pl.col("eta_squared") > 0.25).mean().alias("share_eta_0.25"),
             pl.col("eta_squared").median().alias("median_eta_squared"),
         )
-        .sort("model", "language", "neuron_type")
+        .sort("model", "language", "grouping", "neuron_type")
     )
 
 
@@ -279,3 +280,174 @@ def data_summary(dropped: pl.DataFrame, detection_pairs: pl.DataFrame) -> pl.Dat
         .sort("language", "split", "order", "step")
         .drop("order")
     )
+
+
+def seed_averaged(frame: pl.DataFrame, main_label: str, keys: list[str], unit: str, values: list[str]):
+    """Per key, condition group and unit: the values averaged over a baseline's seeds."""
+    grouped = with_group(main_conditions(frame, main_label))
+    return grouped.group_by(*keys, "group", unit).agg(pl.col(value).mean() for value in values)
+
+
+def alignment_contrasts(pairs: pl.DataFrame, main_label: str, resamples: int) -> pl.DataFrame:
+    """Layer-mean mutual k-NN share and parallel-pair cosine of transfer neurons minus each
+    baseline's, paired by test pair, with CIs (one row per measure)."""
+    measures = ["knn_share", "parallel_cosine"]
+    per_pair = seed_averaged(pairs, main_label, ["model", "language"], "pair", measures)
+    frames = [
+        paired_contrasts(per_pair, ["model", "language"], "pair", measure, resamples).with_columns(
+            pl.lit(measure).alias("measure")
+        )
+        for measure in measures
+    ]
+    return pl.concat([frame for frame in frames if frame.height], how="diagonal")
+
+
+def attention_contrasts(sentences: pl.DataFrame, main_label: str, resamples: int) -> pl.DataFrame:
+    """JS divergence of the last token's attention from normal (mean over layers and heads) under
+    transfer neurons minus each baseline's, paired by sentence."""
+    per_sentence = seed_averaged(sentences, main_label, ["model", "language"], "sentence", ["js_divergence"])
+    return paired_contrasts(per_sentence, ["model", "language"], "sentence", "js_divergence", resamples)
+
+
+LOSS_KEYS = ["model", "language", "text_language"]
+
+
+def loss_changes(losses: pl.DataFrame, main_label: str) -> pl.DataFrame:
+    """Per condition group and sentence of each text language: the loss and its change from normal."""
+    per_sentence = seed_averaged(losses, main_label, LOSS_KEYS, "sentence", ["loss"])
+    normal = per_sentence.filter(pl.col("group") == NORMAL).select(*LOSS_KEYS, "sentence", normal_loss="loss")
+    return per_sentence.join(normal, on=[*LOSS_KEYS, "sentence"]).with_columns(
+        (pl.col("loss") - pl.col("normal_loss")).alias("change")
+    )
+
+
+def loss_summary(losses: pl.DataFrame, main_label: str, resamples: int) -> pl.DataFrame:
+    """Per condition language, text language and group: mean loss, and its mean change from normal
+    (paired by sentence) with a bootstrap 95 % CI."""
+    rows = []
+    changes = loss_changes(losses, main_label)
+    for keys, part in changes.group_by(*LOSS_KEYS, "group", maintain_order=True):
+        change, low, high = bootstrap_mean_ci(part.sort("sentence")["change"].to_numpy(), resamples)
+        rows.append({**dict(zip([*LOSS_KEYS, "group"], keys, strict=True)), "loss": part["loss"].mean(),
+                     "change": change, "ci_low": low, "ci_high": high, "n_sentences": part.height})  # fmt: skip
+    return pl.DataFrame(rows).sort(*LOSS_KEYS, group_order())
+
+
+def loss_contrasts(losses: pl.DataFrame, main_label: str, resamples: int) -> pl.DataFrame:
+    """Loss under transfer neurons minus under each baseline, paired by sentence, per text language."""
+    per_sentence = seed_averaged(losses, main_label, LOSS_KEYS, "sentence", ["loss"])
+    return paired_contrasts(per_sentence, LOSS_KEYS, "sentence", "loss", resamples)
+
+
+def baseline_contrasts(
+    pairs: pl.DataFrame, answers: pl.DataFrame, sentences: pl.DataFrame, losses: pl.DataFrame | None,
+    main_label: str, resamples: int,
+) -> pl.DataFrame:  # fmt: skip
+    """Every analysis's transfer-minus-baseline contrast in one table, one ``analysis`` per measure.
+
+    The loss contrast is on the language's own text (the one transfer neurons should hurt most).
+    """
+    qa = qa_contrasts(answers, main_label, resamples)
+    parts = [
+        alignment_contrasts(pairs, main_label, resamples).with_columns(
+            ("alignment: " + pl.col("measure")).alias("analysis")
+        ),
+        qa.with_columns(("MKQA F1 (" + pl.col("positions") + ")").alias("analysis")),
+        attention_contrasts(sentences, main_label, resamples).with_columns(pl.lit("attention JS").alias("analysis")),
+    ]
+    if losses is not None:
+        own = loss_contrasts(losses, main_label, resamples).filter(pl.col("text_language") == pl.col("language"))
+        parts.append(own.with_columns(pl.lit("loss on own text").alias("analysis")))
+    columns = ["model", "language", "analysis", "neuron_type", "baseline", "transfer", "baseline_value", "difference",
+               "ci_low", "ci_high", "n"]  # fmt: skip
+    return pl.concat([part.select(columns) for part in parts if part.height]).sort("model", "language", "analysis")
+
+
+def magnitude_summary(magnitudes: pl.DataFrame, conditions: pl.DataFrame, main_label: str) -> pl.DataFrame:
+    """Where each set's neurons sit among their layers' writers: per language, condition group and
+    type, the median percentile and the median ratio of magnitude to the layer's median magnitude."""
+    layer_median = magnitudes.group_by("model", "language", "layer").agg(pl.col("magnitude").median().alias("median"))
+    sized = magnitudes.join(layer_median, on=["model", "language", "layer"]).with_columns(
+        (pl.col("magnitude") / pl.col("median")).alias("ratio_to_layer_median")
+    )
+    sets = with_group(main_conditions(conditions.filter(pl.col("layer").is_not_null()), main_label))
+    return (
+        sets.join(sized, on=["model", "language", "layer", "neuron"])
+        .group_by("model", "language", "group")
+        .agg(
+            pl.len().alias("neurons"),
+            pl.col("percentile").median().alias("median_percentile"),
+            pl.col("ratio_to_layer_median").median().alias("median_ratio_to_layer_median"),
+        )
+        .sort("model", "language", group_order())
+    )
+
+
+def lape_summary(lape: pl.DataFrame, overlap: pl.DataFrame) -> pl.DataFrame:
+    """Per language: how many LAPE neurons and in which layers; per type, their overlap with the
+    transfer neurons over all layers, its chance expectation and hypergeometric p."""
+    from scipy import stats
+
+    sizes = lape.group_by("model", "language").agg(
+        pl.len().alias("lape_neurons"), pl.col("layer").median().alias("median_layer")
+    )
+    totals = overlap.group_by("model", "language", "neuron_type").agg(
+        pl.col("overlap").sum(),
+        pl.col("n_transfer").sum(),
+        pl.col("expected").sum().alias("expected_by_layer"),
+        (pl.col("d_mlp") * pl.col("n_layers")).first().alias("population"),
+    )
+    table = totals.join(sizes, on=["model", "language"], how="left").with_columns(pl.col("lape_neurons").fill_null(0))
+    p_values = [
+        float(stats.hypergeom.sf(row["overlap"] - 1, row["population"], row["lape_neurons"], row["n_transfer"]))
+        for row in table.iter_rows(named=True)
+    ]
+    return table.with_columns(pl.Series("p_value", p_values)).sort("model", "language", "neuron_type")
+
+
+def harness_summary(results: pl.DataFrame) -> pl.DataFrame:
+    """Per language, task, metric and condition group: the score (mean over a baseline's seeds, with
+    their min and max) and the harness's stderr (mean over seeds)."""
+    grouped = with_group(results)
+    return (
+        grouped.group_by("model", "language", "task", "metric", "filter", "group")
+        .agg(
+            pl.col("value").mean(),
+            pl.col("value").min().alias("seed_min"),
+            pl.col("value").max().alias("seed_max"),
+            pl.col("stderr").mean(),
+            pl.col("seed").n_unique().alias("n_seeds"),
+            pl.col("n_samples").first(),
+        )
+        .sort("model", "language", "task", "metric", "filter", group_order())
+    )
+
+
+def patching_summary(patching: pl.DataFrame) -> pl.DataFrame:
+    """Per language, neuron set, source, scope and patched layer: the recovery of the layer-mean
+    alignment, ``(patched - corrupted) / (clean - corrupted)`` of each metric averaged over layers."""
+    runs = patching.filter(pl.col("source").is_not_null())
+    keys = ["model", "language", "neuron_set", "source", "scope", "patched_layer", "metric"]
+    means = runs.group_by(keys).agg(pl.col("value").mean(), pl.col("clean").mean(), pl.col("corrupted").mean())
+    gap = pl.col("clean") - pl.col("corrupted")
+    # Where deactivation changed nothing there is nothing to recover: recovery is undefined (null).
+    recovery = pl.when(gap.abs() > 1e-9).then((pl.col("value") - pl.col("corrupted")) / gap).otherwise(None)
+    return means.with_columns(recovery.alias("recovery")).sort(keys)
+
+
+def loss_selectivity(losses: pl.DataFrame, main_label: str, resamples: int, pivot: str) -> pl.DataFrame:
+    """Per language and condition group: how much more the loss of the language's own text rises than
+    the pivot's (English), the two sides of the same pairs paired, with a bootstrap 95 % CI.
+    Positive: the damage is selective for the language; near 0: it hurts both alike."""
+    changes = loss_changes(losses, main_label)
+    keys = ["model", "language", "group", "sentence"]
+    own = changes.filter(pl.col("text_language") == pl.col("language")).select(*keys, own="change")
+    english = changes.filter(pl.col("text_language") == pivot).select(*keys, english="change")
+    paired = own.join(english, on=keys).sort(keys)
+    rows = []
+    for (model, lang, group), part in paired.group_by("model", "language", "group", maintain_order=True):
+        difference, low, high = bootstrap_mean_ci((part["own"] - part["english"]).to_numpy(), resamples)
+        rows.append({"model": model, "language": lang, "group": group, "own_change": part["own"].mean(),
+                     "english_change": part["english"].mean(), "difference": difference, "ci_low": low,
+                     "ci_high": high, "n_pairs": part.height})  # fmt: skip
+    return pl.DataFrame(rows, infer_schema_length=None).sort("model", "language", group_order())

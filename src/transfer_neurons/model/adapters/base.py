@@ -6,6 +6,8 @@ Every family adapter answers the same four questions for each decoder layer ``l`
 * ``mlp_contribution``   [batch, pos, d_model]  what the MLP adds to the residual stream
 * ``neuron_activations`` [batch, pos, d_mlp]    the input of the down projection
 * ``write_vectors``      [d_mlp, d_model]       what one unit of neuron ``i`` writes
+* ``activation_function`` output [batch, pos, d_mlp]  (the gate's, for gated MLPs) > 0: a neuron is
+  active on a token, as LAPE counts it
 
 The residual stream before the MLP is always ``layer_output - mlp_contribution``; this
 definition holds for sequential and parallel blocks alike, so the maths downstream never
@@ -78,6 +80,10 @@ class FamilyAdapter:
     def contribution_module(self, layer_index: int) -> nn.Module:
         """The module whose output is exactly what the MLP adds to the residual stream."""
         return self.layers()[layer_index].mlp
+
+    def activation_function(self, layer_index: int) -> nn.Module:
+        """The MLP's activation function module (on the gate, for gated MLPs): what LAPE counts as active."""
+        return self.layers()[layer_index].mlp.act_fn
 
     def parallel_residual(self) -> bool:
         return False

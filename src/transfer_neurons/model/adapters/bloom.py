@@ -20,3 +20,6 @@ class BloomAdapter(FamilyAdapter):
 
     def contribution_module(self, layer_index: int):
         return self.down_projection(layer_index)
+
+    def activation_function(self, layer_index: int):
+        return self.layers()[layer_index].mlp.gelu_impl

@@ -17,5 +17,8 @@ class GPTNeoXAdapter(FamilyAdapter):
     def down_projection(self, layer_index: int):
         return self.layers()[layer_index].mlp.dense_4h_to_h
 
+    def activation_function(self, layer_index: int):
+        return self.layers()[layer_index].mlp.act
+
     def parallel_residual(self) -> bool:
         return bool(self.config.use_parallel_residual)

@@ -1,0 +1,22 @@
+"""Rule evaluate_patching: activation patching of the Type-1 neurons and their control set."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../src")
+from transfer_neurons.evaluation.patching import run_patching
+from transfer_neurons.logs import logged_to
+
+with logged_to(snakemake.log[0]):
+    run_patching(
+        snakemake.input.manifest,
+        snakemake.input.pairs,
+        snakemake.input.train,
+        snakemake.input.conditions,
+        control_seed=snakemake.params.control_seed,
+        factor=snakemake.params.factor,
+        batch_size=snakemake.params.batch_size,
+        knn_k=snakemake.params.knn_k,
+        max_pairs=snakemake.params.max_pairs,
+        device=snakemake.params.device,
+        labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
+    ).write_parquet(snakemake.output.table)

@@ -1,0 +1,239 @@
+"""Any lm-evaluation-harness task under an intervention condition.
+
+The model is loaded once through the workflow's own loading (hub, local, GGUF, the embedded
+default) and handed to lm-evaluation-harness as ``HFLM(pretrained=<model>, tokenizer=...)``;
+``InterventionHFLM`` scales the condition's neurons (the input of each layer's down projection,
+as ``model.hooks.scaled_neurons`` does) inside its forward passes. Position modes:
+
+* ``prompt`` (the default, as in the paper's MMLU-ProX runs): every prompt token. For
+  log-likelihood requests, which score a continuation in the same forward pass as its context,
+  that is the context's tokens, not the answer's; for generation, the prompt pass only.
+* ``prompt_last``: the last prompt (context) token only.
+* ``last``: for log-likelihood requests the positions that predict the answer's tokens, for
+  generation the last position of every pass (each new token).
+* ``all``: every position of every pass, which is the same as zeroing the neurons' weights; on
+  log-likelihood tasks it is what the paper's harness hooks do (they scale every position of any
+  pass longer than one token).
+
+lm-evaluation-harness right-pads log-likelihood batches and says nothing inside the forward pass
+about where each row's context ends, so ``InterventionHFLM`` reads the context lengths of each
+batch as the harness's ``Collator`` hands it out (lm-eval is pinned; tests compare the result
+with a direct per-row computation). It also computes the vocabulary projection only at the
+positions whose log-likelihoods the harness reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from transfer_neurons.data.tidy import labelled
+from transfer_neurons.evaluation.conditions import condition_info, condition_neurons
+from transfer_neurons.model.hooks import POSITION_MODES
+from transfer_neurons.model.loading import LoadedModel, load_model
+
+log = logging.getLogger(__name__)
+
+HARNESS_POSITION_MODES = (*POSITION_MODES, "all")
+
+
+def _harness():
+    """lm-evaluation-harness's modules, imported on use (the import takes seconds)."""
+    import lm_eval
+    import lm_eval.models.huggingface as huggingface
+
+    return lm_eval, huggingface
+
+
+def intervention_lm(loaded: LoadedModel, neurons: Mapping[int, Sequence[int]], *, factor: float, positions: str,
+                    batch_size: int):  # fmt: skip
+    """An lm-evaluation-harness model that runs ``loaded`` with ``neurons`` scaled by ``factor``."""
+    _, huggingface = _harness()
+    if positions not in HARNESS_POSITION_MODES:
+        raise ValueError(f"positions must be one of {HARNESS_POSITION_MODES}, got {positions!r}")
+
+    class InterventionHFLM(huggingface.HFLM):
+        def __init__(self) -> None:
+            super().__init__(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=batch_size)
+            self.scaled = {int(layer): torch.as_tensor(list(chosen)) for layer, chosen in neurons.items() if chosen}
+            self.context_lengths: list[tuple[int, int]] | None = None  # (context tokens, input length) per row
+
+        @contextmanager
+        def scaling(self, rows_to_scale):
+            """Scale the neurons where ``rows_to_scale(activations)`` [batch, pos] is true."""
+
+            def hook(module, args, chosen):
+                activations = args[0].clone()
+                where = rows_to_scale(activations).to(activations.device)[..., None]
+                index = chosen.to(activations.device)
+                selected = activations[..., index]
+                activations[..., index] = torch.where(where, selected * factor, selected)
+                return (activations, *args[1:])
+
+            handles = [
+                loaded.adapter.down_projection(layer).register_forward_pre_hook(
+                    lambda module, args, chosen=chosen: hook(module, args, chosen)
+                )
+                for layer, chosen in self.scaled.items()
+            ]
+            try:
+                yield
+            finally:
+                for handle in handles:
+                    handle.remove()
+
+        # --- log-likelihood requests: one forward pass of context + continuation[:-1] per row ---
+        def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+            lm = self
+            collator = huggingface.Collator
+
+            class RecordingCollator(collator):
+                def get_batched(self, n=1, batch_fn=None):
+                    for chunk in super().get_batched(n=n, batch_fn=batch_fn):
+                        lm.context_lengths = [
+                            lm.row_lengths(context, continuation) for _, context, continuation in chunk
+                        ]
+                        yield chunk
+
+            # Requests whose context + continuation[:-1] match share one forward pass (the harness's
+            # logits cache); if they split that sequence at different places, a position-dependent
+            # intervention cannot be right for all of them, so each is scored alone.
+            splits: dict[tuple, set[int]] = {}
+            for _, context, continuation in requests:
+                splits.setdefault(tuple(context + continuation[:-1]), set()).add(len(context))
+            saved_cache = self.logits_cache
+            self.logits_cache = saved_cache and all(len(split) == 1 for split in splits.values())
+            huggingface.Collator = RecordingCollator
+            try:
+                return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+            finally:
+                huggingface.Collator = collator
+                self.logits_cache = saved_cache
+                self.context_lengths = None
+
+        def row_lengths(self, context: list[int], continuation: list[int]) -> tuple[int, int]:
+            """(context tokens, input tokens) of a request's row, as the harness truncates and shifts it."""
+            length = len((context + continuation)[-(self.max_length + 1) :][:-1])
+            return max(0, length - (len(continuation) - 1)), length
+
+        def position_mask(self, batch: int, length: int) -> torch.Tensor:
+            """[batch, length] bool: the positions ``positions`` scales in each right-padded row."""
+            mask = torch.full((batch, length), positions == "all", dtype=torch.bool)
+            for row, (context, input_length) in enumerate(self.context_lengths):
+                if positions == "prompt":
+                    mask[row, :context] = True
+                elif positions == "prompt_last" and context > 0:
+                    mask[row, context - 1] = True
+                elif positions == "last":
+                    mask[row, max(context - 1, 0) : input_length] = True
+            return mask
+
+        def read_positions(self, batch: int, length: int) -> torch.Tensor:
+            """[batch, length] bool: the positions whose log-likelihoods the harness reads."""
+            read = torch.zeros(batch, length, dtype=torch.bool)
+            for row, (context, input_length) in enumerate(self.context_lengths):
+                read[row, max(context - 1, 0) : input_length] = True
+            return read
+
+        def _model_call(self, inps, attn_mask=None, labels=None):
+            if self.context_lengths is None:  # not a log-likelihood batch (e.g. batch-size probing)
+                return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
+            scale = self.position_mask(*inps.shape)
+            read = self.read_positions(*inps.shape).to(inps.device)
+            with torch.no_grad(), self.scaling(lambda activations: scale):
+                projected = self.model(inps, logits_to_keep=read).logits  # [positions read, vocab]
+            # The harness takes a log-softmax over every position and reads only these: the others
+            # stay 0 instead of costing a projection onto the whole vocabulary each.
+            logits = projected.new_zeros((*inps.shape, projected.shape[-1]))
+            logits[read] = projected
+            return logits
+
+        # --- generation: one prompt pass, then one token per pass ---------------------------------
+        def _model_generate(self, context, max_length, stop, **generation_kwargs):
+            passes = {"seen": 0}
+
+            def this_pass(activations):
+                mask = torch.zeros(activations.shape[:2], dtype=torch.bool)
+                is_prompt = passes["seen"] < len(self.scaled)  # every scaled layer's hook once per pass
+                passes["seen"] += 1
+                if positions == "all":
+                    mask[:] = True
+                elif positions == "last":
+                    mask[:, -1] = True
+                elif is_prompt:
+                    mask[:, slice(None) if positions == "prompt" else slice(-1, None)] = True
+                return mask
+
+            with self.scaling(this_pass):
+                return super()._model_generate(context, max_length, stop, **generation_kwargs)
+
+    return InterventionHFLM()
+
+
+def task_manager(tasks: Sequence[str], include_path: str | None):
+    """A task index of ``include_path``'s task YAMLs, and of the harness's own tasks only where
+    ``tasks`` needs them (indexing every built-in task takes seconds)."""
+    lm_eval, _ = _harness()
+    from lm_eval.tasks import TaskManager
+
+    local = TaskManager(include_path=include_path, include_defaults=False) if include_path else None
+    if local is not None and all(task in local.all_tasks for task in tasks):
+        return local
+    return TaskManager(include_path=include_path)
+
+
+def tidy_results(results: dict) -> pl.DataFrame:
+    """One row per task, metric and filter of a ``simple_evaluate`` result, with its stderr."""
+    rows = []
+    for task, values in results["results"].items():
+        for key, value in values.items():
+            if "," not in key or key.split(",")[0].endswith("_stderr") or not isinstance(value, (int, float)):
+                continue
+            metric, filter_name = key.split(",", 1)
+            stderr = values.get(f"{metric}_stderr,{filter_name}")
+            rows.append({"task": task, "metric": metric, "filter": filter_name, "value": float(value),
+                         "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+                         "n_samples": results.get("n-samples", {}).get(task, {}).get("effective")})  # fmt: skip
+    return pl.DataFrame(rows, schema={"task": pl.String, "metric": pl.String, "filter": pl.String,
+                                      "value": pl.Float64, "stderr": pl.Float64, "n_samples": pl.Int64})  # fmt: skip
+
+
+def run_harness(
+    manifest: Path, conditions: Path, condition: str, tasks: Sequence[str], *, include_path: str | None,
+    num_fewshot: int | None, limit: int | None, batch_size: int, factor: float, positions: str,
+    bootstrap_iters: int, device: str, labels: dict, results_path: Path,
+) -> pl.DataFrame:  # fmt: skip
+    """The ``evaluate_harness`` rule: ``tasks`` under one condition; writes the harness's own results
+    JSON to ``results_path`` and returns one tidy row per task, metric and filter."""
+    lm_eval, _ = _harness()
+    from lm_eval.utils import handle_non_serializable
+
+    table = pl.read_parquet(conditions)
+    if condition not in table["condition"].to_list():
+        raise ValueError(f"{conditions}: no condition {condition!r}")
+    neurons = condition_neurons(table, condition)
+    loaded = load_model(manifest, device)
+    lm = intervention_lm(loaded, neurons, factor=factor, positions=positions, batch_size=batch_size)
+    results = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=list(tasks),
+        task_manager=task_manager(tasks, include_path),
+        num_fewshot=num_fewshot,
+        limit=limit,
+        bootstrap_iters=bootstrap_iters,
+        random_seed=0,
+        numpy_random_seed=0,
+        torch_random_seed=0,
+        fewshot_random_seed=0,
+        model_args={**labels, "condition": condition, "positions": positions, "factor": factor},
+    )
+    Path(results_path).write_text(json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False))
+    info = condition_info(table.filter(pl.col("condition") == condition))
+    tidy = tidy_results(results).with_columns(pl.lit(condition).alias("condition"))
+    return labelled(tidy.join(info, on="condition", how="left"), **labels)
