@@ -81,7 +81,7 @@ def cycled(pool: list[str], n: int) -> list[str]:
 
 
 def qa_prompts(n: int, qa: dict | None = None) -> list[str]:
-    """``n`` QA prompts in the workflow's template, the questions' languages taken in turn (en, ja, nl, ko, it, en, ...).
+    """``n`` QA prompts in the workflow's template, the questions' languages in turn (en, ja, nl, ko, it, en, ...).
 
     ``qa`` is the workflow's ``evaluation.qa`` section (default: the config's); its source is
     read with the workflow's loader, so only questions it would ask are asked.

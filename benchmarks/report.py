@@ -120,7 +120,8 @@ def header_section(results: dict) -> list[str]:
 
 
 def percent(share: float) -> str:
-    return f"{share:.0%}"
+    """A share as a percentage: whole percents, two significant digits below 10 % (tiny quick-run shapes)."""
+    return f"{share:.0%}" if share >= 0.1 else f"{share * 100:.2g}%"
 
 
 def summary_section(cases: dict) -> list[str]:
@@ -132,8 +133,9 @@ def summary_section(cases: dict) -> list[str]:
         rows.append(
             [
                 "1. scoring maths, same activations",
-                f"{percent(limit['share_of_probe'])} of the matmul rate ({number(maths['timings']['project']['median'])}"
-                f" s; {number(limit['seconds_at_probe_rate'])} s at the probe's {number(limit['probe_gflops'])} GFLOP/s)",
+                f"{percent(limit['share_of_probe'])} of the matmul rate "
+                f"({number(maths['timings']['project']['median'])} s; {number(limit['seconds_at_probe_rate'])} s "
+                f"at the probe's {number(limit['probe_gflops'])} GFLOP/s)",
                 f"{number(maths['speedups']['straightforward'])}× the straightforward baseline, "
                 f"{number(maths['speedups']['authors'])}× the authors' loop",
                 "≥ 100× the baseline",
@@ -241,7 +243,9 @@ def scoring_section(case: dict) -> list[str]:
         ]
         for name, label in sides.items()
     ]
-    rows.append(["plain batched forward passes (no hooks)", "", seconds(end_to_end["timings"]["plain_forward"]), "", ""])
+    rows.append(
+        ["plain batched forward passes (no hooks)", "", seconds(end_to_end["timings"]["plain_forward"]), "", ""]
+    )
     for name in ("straightforward", "authors"):
         rows.append(
             [
@@ -253,7 +257,7 @@ def scoring_section(case: dict) -> list[str]:
             ]
         )
     limit = maths["limit"]
-    timed = end_to_end["reference_sentences_timed"]
+    maths_timed, end_to_end_timed = sentences_timed(maths, case["sentences"]), sentences_timed(end_to_end, None)
     return [
         "## 1. Neuron scoring",
         "",
@@ -290,11 +294,28 @@ def scoring_section(case: dict) -> list[str]:
         )
         + " (batch-1 against batched, left-padded passes); tolerance 1e-4.",
         f"- The references cost the same for every layer and sentence, so they were timed on layers "
-        f"{', '.join(map(str, maths['reference_layers_timed']))} of {shape['layers']} and, end to end, on "
-        f"{timed} of the {case['sentences']} sentences (one in every {case['sentences'] // timed}), their times "
-        "scaled by those shares.",
+        f"{', '.join(map(str, maths['reference_layers_timed']))} of {shape['layers']} and on fewer sentences, "
+        "their times scaled by those shares: "
+        + "; ".join(
+            f"{label} on {maths_timed[name]} of the {case['sentences']} sentences for the maths and "
+            f"{end_to_end_timed[name]} end to end"
+            for name, label in (("straightforward", "the baseline"), ("authors", "the authors' loop"))
+        )
+        + ".",
         "",
     ]
+
+
+def sentences_timed(comparison: dict, every: int | None) -> dict[str, int]:
+    """Sentences each reference was timed on in one comparison.
+
+    Reports written before the authors' loop had a stride of its own name one count for both
+    references end to end (``reference_sentences_timed``), and timed the maths on all (``every``).
+    """
+    if "sentences_timed" in comparison:
+        return comparison["sentences_timed"]
+    count = comparison.get("reference_sentences_timed", every)
+    return {"straightforward": count, "authors": count}
 
 
 def overhead_section(case: dict) -> list[str]:
@@ -378,9 +399,7 @@ def batching_section(case: dict) -> list[str]:
         f"padded tokens, against the {number(forward['probe_gflops'])} GFLOP/s of the speed probe's matmul (best of "
         "one before and one after):",
         "",
-        *table(
-            ["batch size", "sentences", "time", "sentences/s", "GFLOP/s", "share of the matmul rate"], forward_rows
-        ),
+        *table(["batch size", "sentences", "time", "sentences/s", "GFLOP/s", "share of the matmul rate"], forward_rows),
         "",
         *logits_lines,
         f"Greedy QA generation ({generation['max_new_tokens']} new tokens, left padding) on built-in MKQA questions:",

@@ -1,6 +1,6 @@
 """Run the benchmarks and write ``reports/benchmarks.md`` and ``reports/benchmarks.json``.
 
-python -m benchmarks.run                     # every case on the default model (~15 min on 2 CPU cores)
+python -m benchmarks.run                     # every case on the default model (~10 min on 2 idle CPU cores)
 python -m benchmarks.run --cases scoring,memory --repeats 3
 python -m benchmarks.run --quick --model-manifest M --output-dir D   # smoke run on a tiny model
 """

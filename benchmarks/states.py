@@ -33,7 +33,10 @@ def captured(loaded: LoadedModel, sentences: Sequence[str], batch_size: int, max
 def centroids_of(pivot: Dump | InMemoryDump, target: Dump | InMemoryDump) -> dict[str, np.ndarray]:
     """Both centroid types from the pairs' layer outputs, as ``centroids_from_dumps`` makes them: type -> [L, d]."""
     pivot_output, target_output = pivot.all_layers("layer_output"), target.all_layers("layer_output")
-    return {NeuronType.TYPE1: type1_centroids(pivot_output, target_output), NeuronType.TYPE2: type2_centroids(target_output)}
+    return {
+        NeuronType.TYPE1: type1_centroids(pivot_output, target_output),
+        NeuronType.TYPE2: type2_centroids(target_output),
+    }
 
 
 def stacked_centroids(centroids: dict[str, np.ndarray]) -> np.ndarray:

@@ -286,7 +286,8 @@ def projection_rows(paper: PaperScale, gpu: GpuAssumptions, measured: dict, batc
         },
         {
             "stage": "scoring (CPU)",
-            "project_s": scorings * closed["per_call"]["projected_s"] + scoring_read_bytes / storage["read_bytes_per_s"],
+            "project_s": scorings * closed["per_call"]["projected_s"]
+            + scoring_read_bytes / storage["read_bytes_per_s"],
             "straightforward_s": targets * paper.n_layers * measured["naive_pair"].median,
             "basis": f"measured here at d={paper.d_model}, n={paper.d_mlp}: project {scorings} closed-form calls "
             f"(one per layer and language, both centroid types; {closed['per_call']['basis']} at "

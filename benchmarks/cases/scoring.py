@@ -18,7 +18,8 @@ the project; the limit-based figures do not depend on any reference. Centroids a
 baseline's write vectors are inputs (computed once, off the clock), and every side must
 produce the same scores to 1e-4. The references are slow and their cost is the same for
 every layer and every sentence, so they are timed on a subset of layers (and, end to end,
-of sentences) and their times scaled by the subset's share; the report says so.
+of sentences; the authors' loop, the slowest, on a smaller subset of sentences in both
+comparisons) and their times scaled by the subset's share; the report says so.
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ class Problem:
         """The table as [T, len(reference_layers), n], to compare with the references."""
         return score_array(table, self.n_layers, self.write_vectors.shape[1])[:, self.reference_layers]
 
+    def project_subset(self, dump: InMemoryDump, stride: int) -> np.ndarray:
+        """The project's scores of every ``stride``-th sentence on the reference layers (off the clock)."""
+        return self.project_on_reference_layers(self.project_table(dump_rows(dump, slice(None, None, stride))))
+
 
 def strided_layers(n_layers: int, stride: int) -> list[int]:
     """Every ``stride``-th layer counted from the last, so that the deepest layer is always in."""
@@ -136,24 +141,29 @@ def against_limit(flops: float, timing: Timing, probe_gflops: list[float]) -> di
     }
 
 
-def compare_maths(dump: InMemoryDump, problem: Problem, repeats: int) -> dict:
-    """Every side on the same captured states, with the speed probe in every round."""
+def compare_maths(dump: InMemoryDump, problem: Problem, authors_stride: int, repeats: int) -> dict:
+    """Every side on the same captured states, with the speed probe in every round.
+
+    The authors' loop scores every ``authors_stride``-th sentence only; its time is scaled up.
+    """
     residual, activations = dump.all_layers("residual_pre_mlp"), all_effective_activations(dump)
+    few = slice(None, None, authors_stride)
     timings, results = time_interleaved(
         {
             "straightforward": lambda: problem.naive_scores(residual, activations),
-            "authors": lambda: problem.authors_scores(residual, activations),
+            "authors": lambda: problem.authors_scores(residual[:, few], activations[:, few]),
             "project": lambda: problem.project_table(dump),
             PROBE: matmul_gflops,
         },
         repeats,
     )
     del timings[PROBE]
-    for name in REFERENCES:
-        timings[name] = timings[name].scaled(problem.layer_scale)
+    n_layers, n_sentences, d_model = residual.shape
+    authors_sentences = len(range(n_sentences)[few])
+    timings["straightforward"] = timings["straightforward"].scaled(problem.layer_scale)
+    timings["authors"] = timings["authors"].scaled(problem.layer_scale * n_sentences / authors_sentences)
     speedups = {name: ratio(timings[name], timings["project"]) for name in REFERENCES}
     project = problem.project_on_reference_layers(results["project"][-1])
-    n_layers, n_sentences, d_model = residual.shape
     flops = necessary_flops(n_sentences, n_layers, d_model, activations.shape[2])
     return {
         "timings": timings,
@@ -162,9 +172,16 @@ def compare_maths(dump: InMemoryDump, problem: Problem, repeats: int) -> dict:
         "target": MATHS_TARGET,
         "met": speedups["straightforward"] >= MATHS_TARGET,
         "reference_layers_timed": problem.reference_layers,
+        "sentences_timed": {"straightforward": n_sentences, "authors": authors_sentences},
         "max_abs_diff": {
-            name: max_difference(results[name][-1], project, f"scoring maths ({name} against the project)")
-            for name in REFERENCES
+            "straightforward": max_difference(
+                results["straightforward"][-1], project, "scoring maths (straightforward against the project)"
+            ),
+            "authors": max_difference(
+                results["authors"][-1],
+                problem.project_subset(dump, authors_stride),
+                "scoring maths (authors against the project)",
+            ),
         },
     }
 
@@ -172,20 +189,19 @@ def compare_maths(dump: InMemoryDump, problem: Problem, repeats: int) -> dict:
 def compare_end_to_end(bench: Bench, sentences: list[str], problem: Problem, repeats: int) -> dict:
     """Forward passes plus scoring, with the time split between the two, and plain forward passes beside them."""
     settings = bench.settings
-    stride = settings.batch1_stride
-    subset = sentences[::stride]
-    sentence_scale = len(sentences) / len(subset)
+    strides = {"straightforward": settings.batch1_stride, "authors": settings.authors_stride}
+    subsets = {name: sentences[::stride] for name, stride in strides.items()}
 
     def straightforward():
         splits = Splits()
         with splits.measure("forward"):
-            residual, activations = batch1_states(bench.loaded, subset)
+            residual, activations = batch1_states(bench.loaded, subsets["straightforward"])
         with splits.measure("scoring"):
             scores = problem.naive_scores(residual, activations)
         return scores, splits
 
     def authors():
-        return their_end_to_end(bench.loaded, subset, problem.stacked, problem.reference_layers)
+        return their_end_to_end(bench.loaded, subsets["authors"], problem.stacked, problem.reference_layers)
 
     def project():
         splits = Splits()
@@ -207,6 +223,7 @@ def compare_end_to_end(bench: Bench, sentences: list[str], problem: Problem, rep
     )
     splits = {name: split_timings([run_splits for _, run_splits in results[name]]) for name in (*REFERENCES, "project")}
     for name in REFERENCES:
+        sentence_scale = len(sentences) / len(subsets[name])
         splits[name] = {
             "forward": splits[name]["forward"].scaled(sentence_scale),
             "scoring": splits[name]["scoring"].scaled(sentence_scale * problem.layer_scale),
@@ -215,8 +232,7 @@ def compare_end_to_end(bench: Bench, sentences: list[str], problem: Problem, rep
     totals["plain_forward"] = timings["plain_forward"]
     speedups = {name: ratio(totals[name], totals["project"]) for name in REFERENCES}
     # The project's scores of the same sentences from its batched, left-padded forward passes must match.
-    batched = dump_rows(results["project"][-1][0], slice(None, None, stride))
-    project = problem.project_on_reference_layers(problem.project_table(batched))
+    batched = results["project"][-1][0]
     return {
         "timings": totals,
         "splits": splits,
@@ -224,11 +240,13 @@ def compare_end_to_end(bench: Bench, sentences: list[str], problem: Problem, rep
         "speedups": speedups,
         "target": END_TO_END_TARGET,
         "met": speedups["straightforward"] >= END_TO_END_TARGET,
-        "reference_sentences_timed": len(subset),
         "reference_layers_timed": problem.reference_layers,
+        "sentences_timed": {name: len(subset) for name, subset in subsets.items()},
         "max_abs_diff": {
             name: max_difference(
-                results[name][-1][0], project, f"end to end (batch-1 {name} against the batched project)"
+                results[name][-1][0],
+                problem.project_subset(batched, strides[name]),
+                f"end to end (batch-1 {name} against the batched project)",
             )
             for name in REFERENCES
         },
@@ -252,6 +270,6 @@ def run(bench: Bench) -> dict:
         "sentences": len(target),
         "language": settings.language,
         "shape": {"layers": facts.n_layers, "d_model": facts.d_model, "d_mlp": facts.d_mlp, "centroid_types": 2},
-        "maths": compare_maths(target_dump, problem, settings.repeats_slow),
+        "maths": compare_maths(target_dump, problem, settings.authors_stride, settings.repeats_slow),
         "end_to_end": compare_end_to_end(bench, target, problem, settings.repeats_slow),
     }

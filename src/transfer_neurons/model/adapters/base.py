@@ -91,7 +91,8 @@ class FamilyAdapter:
     # --- derived quantities ---------------------------------------------------------
     def write_vectors(self, layer_index: int) -> torch.Tensor:
         """[d_mlp, d_model] float32: row i is what one unit of neuron i's activation writes."""
-        return self.down_projection(layer_index).weight.detach().float().T.contiguous()
+        # A transposed view, not a copy: scoring multiplies by its transpose, the weight as stored.
+        return self.down_projection(layer_index).weight.detach().float().T
 
     def mlp_bias(self, layer_index: int) -> torch.Tensor | None:
         bias = self.down_projection(layer_index).bias
