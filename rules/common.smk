@@ -50,6 +50,9 @@ HARNESS_CONDITIONS = (
     if LM_EVAL["enabled"]
     else []
 )
+# One table per language and condition, whichever rule writes it (evaluation.lm_eval.jobs).
+HARNESS_RESULTS = "results/{model}/lm_eval/{lang}/{condition}.json"
+HARNESS_TABLE = "results/{model}/lm_eval/{lang}/{condition}.parquet"
 # Languages with at least one harness task (a per-language mapping may leave some out).
 HARNESS_LANGUAGES = [lang for lang in LANGUAGES if tasks_for(LM_EVAL["tasks"], lang)]
 if LM_EVAL["enabled"] and workflow.is_main_process:
@@ -207,7 +210,7 @@ def result_pattern(name):
         "attention_example": rules.evaluate_attention.output.example,
         "lape": rules.lape.output.neurons,
         "lape_overlap": rules.lape_overlap.output.overlap,
-        "harness": rules.evaluate_harness.output.table,
+        "harness": HARNESS_TABLE,
         "patching": rules.evaluate_patching.output.table,
         "language_space": rules.language_space.output.similarity,
         "language_pca": rules.language_space.output.pca,

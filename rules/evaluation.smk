@@ -120,46 +120,90 @@ rule evaluate_loss:
         seeds=EVALUATION["loss"]["seeds"],
         pivot=config["pivot_language"],
         n_sentences=EVALUATION["loss"]["sentences"],
+        every_language=EVALUATION["loss"]["text"] == "every",
         languages=LANGUAGES,
         device=config["runtime"]["device"],
     script:
         "../scripts/evaluate_loss.py"
 
 
-rule evaluate_harness:
-    """lm-evaluation-harness tasks of one language under one condition (its results JSON and a tidy table)."""
-    input:
-        manifest="resources/models/{model}/manifest.json",
-        conditions="results/{model}/conditions/{lang}.parquet",
-        tasks=harness_task_files,
-    output:
-        results="results/{model}/lm_eval/{lang}/{condition}.json",
-        table="results/{model}/lm_eval/{lang}/{condition}.parquet",
-    log:
-        "logs/evaluate_harness/{model}/{lang}/{condition}.log",
-    benchmark:
-        "logs/benchmarks/evaluate_harness/{model}/{lang}/{condition}.tsv"
-    wildcard_constraints:
-        condition="|".join(HARNESS_CONDITIONS) or "^$",
-    conda:
-        "../envs/transfer-neurons.yaml"
-    threads: config["runtime"]["threads"]
-    resources:
-        mem_mb=config["resources"]["model_mem_mb"],
-        runtime=config["resources"]["model_runtime_min"],
-        gpu=config["resources"]["gpus"],
-    params:
-        tasks=lambda wildcards: tasks_for(LM_EVAL["tasks"], wildcards.lang),
-        include_path=LM_EVAL["include_path"],
-        num_fewshot=LM_EVAL["num_fewshot"],
-        limit=LM_EVAL["limit"],
-        batch_size=LM_EVAL["batch_size"],
-        factor=EVALUATION["factor"],
-        positions=LM_EVAL["positions"],
-        bootstrap_iters=LM_EVAL["bootstrap_iters"],
-        device=config["runtime"]["device"],
-    script:
-        "../scripts/evaluate_harness.py"
+if LM_EVAL["jobs"] == "per_condition":
+
+    rule evaluate_harness:
+        """lm-evaluation-harness tasks of one language under one condition (its results JSON and a tidy table)."""
+        input:
+            manifest="resources/models/{model}/manifest.json",
+            conditions="results/{model}/conditions/{lang}.parquet",
+            tasks=harness_task_files,
+        output:
+            results=HARNESS_RESULTS,
+            tables=HARNESS_TABLE,
+        log:
+            "logs/evaluate_harness/{model}/{lang}/{condition}.log",
+        benchmark:
+            "logs/benchmarks/evaluate_harness/{model}/{lang}/{condition}.tsv"
+        wildcard_constraints:
+            condition="|".join(HARNESS_CONDITIONS) or "^$",
+        conda:
+            "../envs/transfer-neurons.yaml"
+        threads: config["runtime"]["threads"]
+        resources:
+            mem_mb=config["resources"]["model_mem_mb"],
+            runtime=config["resources"]["model_runtime_min"],
+            gpu=config["resources"]["gpus"],
+        params:
+            conditions=lambda wildcards: [wildcards.condition],
+            tasks=lambda wildcards: tasks_for(LM_EVAL["tasks"], wildcards.lang),
+            include_path=LM_EVAL["include_path"],
+            num_fewshot=LM_EVAL["num_fewshot"],
+            limit=LM_EVAL["limit"],
+            batch_size=LM_EVAL["batch_size"],
+            factor=EVALUATION["factor"],
+            positions=LM_EVAL["positions"],
+            bootstrap_iters=LM_EVAL["bootstrap_iters"],
+            device=config["runtime"]["device"],
+        script:
+            "../scripts/evaluate_harness.py"
+
+else:
+
+    rule evaluate_harness_language:
+        """lm-evaluation-harness tasks of one language under each of its conditions, with one model load."""
+        input:
+            manifest="resources/models/{model}/manifest.json",
+            conditions="results/{model}/conditions/{lang}.parquet",
+            tasks=harness_task_files,
+        output:
+            results=expand(
+                HARNESS_RESULTS, condition=HARNESS_CONDITIONS, allow_missing=True
+            ),
+            tables=expand(
+                HARNESS_TABLE, condition=HARNESS_CONDITIONS, allow_missing=True
+            ),
+        log:
+            "logs/evaluate_harness/{model}/{lang}.log",
+        benchmark:
+            "logs/benchmarks/evaluate_harness/{model}/{lang}.tsv"
+        conda:
+            "../envs/transfer-neurons.yaml"
+        threads: config["runtime"]["threads"]
+        resources:
+            mem_mb=config["resources"]["model_mem_mb"],
+            runtime=config["resources"]["model_runtime_min"],
+            gpu=config["resources"]["gpus"],
+        params:
+            conditions=HARNESS_CONDITIONS,
+            tasks=lambda wildcards: tasks_for(LM_EVAL["tasks"], wildcards.lang),
+            include_path=LM_EVAL["include_path"],
+            num_fewshot=LM_EVAL["num_fewshot"],
+            limit=LM_EVAL["limit"],
+            batch_size=LM_EVAL["batch_size"],
+            factor=EVALUATION["factor"],
+            positions=LM_EVAL["positions"],
+            bootstrap_iters=LM_EVAL["bootstrap_iters"],
+            device=config["runtime"]["device"],
+        script:
+            "../scripts/evaluate_harness.py"
 
 
 rule evaluate_patching:
@@ -185,7 +229,7 @@ rule evaluate_patching:
     params:
         control_seed=EVALUATION["patching"]["control_seed"],
         factor=EVALUATION["factor"],
-        batch_size=config["runtime"]["batch_size"],
+        max_batch_tokens=config["runtime"]["max_batch_tokens"],
         knn_k=EVALUATION["states"]["knn_k"][0],
         max_pairs=EVALUATION["patching"]["max_pairs"],
         device=config["runtime"]["device"],

@@ -1,4 +1,5 @@
-"""Rule evaluate_harness: lm-evaluation-harness tasks of one language under one condition."""
+"""Rules evaluate_harness and evaluate_harness_language: lm-evaluation-harness tasks of one language
+under one condition, or under each of the language's conditions with one model load."""
 
 import sys
 
@@ -6,12 +7,18 @@ sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.harness import run_harness
 from transfer_neurons.logs import logged_to
 
+
+def as_list(paths):
+    return [paths] if isinstance(paths, str) else list(paths)
+
+
 with logged_to(snakemake.log[0]):
     params = snakemake.params
+    outputs = zip(as_list(snakemake.output.results), as_list(snakemake.output.tables), strict=True)
     run_harness(
         snakemake.input.manifest,
         snakemake.input.conditions,
-        snakemake.wildcards.condition,
+        dict(zip(params.conditions, outputs, strict=True)),
         params.tasks,
         include_path=params.include_path,
         num_fewshot=params.num_fewshot,
@@ -22,5 +29,4 @@ with logged_to(snakemake.log[0]):
         bootstrap_iters=params.bootstrap_iters,
         device=params.device,
         labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
-        results_path=snakemake.output.results,
-    ).write_parquet(snakemake.output.table)
+    )

@@ -18,6 +18,7 @@ with logged_to(snakemake.log[0]):
         seeds=snakemake.params.seeds,
         pivot=snakemake.params.pivot,
         n_sentences=snakemake.params.n_sentences,
+        every_language=snakemake.params.every_language,
         device=snakemake.params.device,
         labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
     ).write_parquet(snakemake.output.losses)

@@ -14,7 +14,7 @@ with logged_to(snakemake.log[0]):
         snakemake.input.conditions,
         control_seed=snakemake.params.control_seed,
         factor=snakemake.params.factor,
-        batch_size=snakemake.params.batch_size,
+        max_batch_tokens=snakemake.params.max_batch_tokens,
         knn_k=snakemake.params.knn_k,
         max_pairs=snakemake.params.max_pairs,
         device=snakemake.params.device,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -15,7 +16,7 @@ SCHEMA = str(REPO / "config" / "schema.yaml")
 DEFAULT = REPO / "config" / "config.yaml"
 # Configs a run replaces the default with, and configs laid over it (as --configfile does).
 FULL_CONFIGS = [DEFAULT, REPO / "config" / "paper.yaml", *sorted(CONFIGS.glob("*.yaml"))]
-OVERLAYS = [REPO / "config" / "languages-12.yaml"]
+OVERLAYS = [REPO / "config" / "languages-12.yaml", REPO / "config" / "cpu-full.yaml"]
 
 
 def merged(base: dict, overlay: dict) -> dict:
@@ -62,3 +63,24 @@ def test_the_twelve_language_config_merges_into_a_valid_config(tmp_path):
     text = result.stdout + result.stderr
     for lang in ("zh", "de", "es", "ru", "ar", "hi", "th", "vi"):
         assert f"results/corpus/{lang}.parquet" in text
+
+
+def test_documented_commands_put_no_target_after_configfile():
+    # --configfile takes every name after it, so `--configfile x.yaml all` reads "all" as a config file.
+    documents = [REPO / "README.md", REPO / "profiles" / "README.md", *sorted((REPO / "config").glob("*.yaml"))]
+    swallowed = [
+        f"{document.name}: {line.strip()}"
+        for document in documents
+        for line in document.read_text().splitlines()
+        if re.search(r"snakemake\b.*--configfile\s+[^\s\[]+\s+[^\s\-#(]", line)
+    ]
+    assert not swallowed, swallowed
+
+
+def test_options_added_later_default_to_their_earlier_behaviour():
+    # A config written before evaluation.lm_eval.jobs and evaluation.loss.text existed still validates.
+    config = yaml.safe_load(DEFAULT.read_text())
+    del config["evaluation"]["lm_eval"]["jobs"], config["evaluation"]["loss"]["text"]
+    validate(config, SCHEMA)
+    assert config["evaluation"]["lm_eval"]["jobs"] == "per_condition"
+    assert config["evaluation"]["loss"]["text"] == "every"

@@ -29,7 +29,7 @@ ACTIONS = ("script", "shell", "run", "notebook", "wrapper")
 # Snakemake's script preamble puts Snakemake itself on the path, so envs need not pin it.
 PROVIDED_BY_SNAKEMAKE = {"snakemake"}
 
-RULE_HEADER = re.compile(r"^(?:local)?rule (\w+):\n", flags=re.MULTILINE)
+RULE_HEADER = re.compile(r"^( *)(?:local)?rule (\w+):$")
 
 
 @dataclass(frozen=True)
@@ -44,17 +44,29 @@ class Rule:
 
 
 def parse_rules(source: Path) -> list[Rule]:
-    """Rules of one Snakefile or .smk file (snakefmt layout: directives indented 4 spaces)."""
-    # split() with a capturing group yields: preamble, name, body, name, body, ...
-    pieces = RULE_HEADER.split(source.read_text())
+    """Rules of one Snakefile or .smk file (snakefmt layout: directives indented 4 spaces under the
+    rule, which may itself be indented under an ``if``)."""
+    lines = source.read_text().splitlines()
     rules = []
-    for name, text in zip(pieces[1::2], pieces[2::2], strict=True):
-        body = re.split(r"^\S", text, maxsplit=1, flags=re.MULTILINE)[0]  # up to the next top-level line
-        directives = {
-            directive: value.strip().strip("\"'")
-            for directive, value in re.findall(r"^    (\w+):\s*(.*)$", body, flags=re.MULTILINE)
-        }
-        rules.append(Rule(name, source, directives))
+    for index, line in enumerate(lines):
+        header = RULE_HEADER.match(line)
+        if not header:
+            continue
+        indent = len(header.group(1))
+        body = []
+        for following in lines[index + 1 :]:
+            if following.strip() and len(following) - len(following.lstrip(" ")) <= indent:
+                break  # the next line at the rule's own level ends it
+            body.append(following)
+        directive = re.compile(rf"^ {{{indent + 4}}}(\w+):\s*(.*)$")
+        directives = {}
+        for position, text in enumerate(body):
+            match = directive.match(text)
+            if match:
+                # A value on the directive's own line, or else its first line below.
+                value = match.group(2) or next((later for later in body[position + 1 :] if later.strip()), "")
+                directives[match.group(1)] = value.strip().strip("\"'")
+        rules.append(Rule(header.group(2), source, directives))
     return rules
 
 
@@ -157,9 +169,15 @@ RULES = acting_rules()
 
 
 def test_the_parsed_rules_are_all_the_workflow_has(tmp_path):
-    # Guards the text parsing above: a rule it misses would escape every check below.
-    write_config(tmp_path, tiny_config(tmp_path))
-    listed = {line.split()[0] for line in snakemake(tmp_path, "--list-rules").stdout.splitlines() if line.strip()}
+    # Guards the text parsing above: a rule it misses would escape every check below. The harness
+    # rule depends on evaluation.lm_eval.jobs, so the workflow is listed under each setting.
+    config = tiny_config(tmp_path)
+    listed = set()
+    for jobs in ("per_condition", "per_language"):
+        config["evaluation"]["lm_eval"]["jobs"] = jobs
+        write_config(tmp_path, config)
+        output = snakemake(tmp_path, "--list-rules").stdout
+        listed |= {line.split()[0] for line in output.splitlines() if line.strip()}
     assert listed == {rule.name for rule in workflow_rules()}
 
 

@@ -55,3 +55,47 @@ def test_moved_model_fails_with_a_clear_error(tmp_path):
     shutil.rmtree(model_dir)
     with pytest.raises(ModelSourceError, match="no longer exists"):
         load_model(tmp_path / "out/manifest.json", device="cpu")
+
+
+def write_small_gguf(path):
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("small")
+    writer.add_block_count(1)
+    writer.add_context_length(16)
+    writer.add_tensor("token_embd.weight", np.ones((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_gguf_metadata_is_read_once_within_the_block_and_equals_a_plain_read(tmp_path, monkeypatch):
+    import gguf
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    from transfer_neurons.model.loading import gguf_read_once
+
+    path = write_small_gguf(tmp_path / "small.gguf")
+    plain = gguf_utils.load_gguf_checkpoint(path)
+    constructed = []
+
+    class CountingReader(gguf.GGUFReader):
+        def __init__(self, *args, **kwargs):
+            constructed.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
+    with gguf_read_once():
+        first = gguf_utils.load_gguf_checkpoint(path)
+        first["config"]["edited"] = True  # a caller's edit must not reach the next caller
+        second = gguf_utils.load_gguf_checkpoint(path, return_tensors=False)
+        reader = gguf.GGUFReader(path)  # as the weights' read constructs it
+    assert len(constructed) == 1
+    assert second == plain
+    assert reader.fields.keys() == gguf.GGUFReader(path).fields.keys()
+    assert len(constructed) == 2 and gguf.GGUFReader is CountingReader  # restored on leaving
+    assert gguf_utils.load_gguf_checkpoint.__name__ == "load_gguf_checkpoint"

@@ -15,11 +15,11 @@ NEURONS = {0: [1, 5, 7], 2: [3, 10], 3: [0, 4, 40]}
 def runs_for(loaded, patches, sources):
     sentences = PAIRS["target_text"].to_list()
     runs = {run_name(patch): patch_hooks(NEURONS, patch, sources) for patch in patches}
-    return last_token_runs(loaded, sentences, runs, factor=0.0, batch_size=3)
+    return last_token_runs(loaded, sentences, runs, factor=0.0, max_batch_tokens=24)
 
 
 def test_restoring_the_clean_activations_gives_the_clean_states(loaded):
-    clean, clean_activations = last_token_runs(loaded, PAIRS["target_text"].to_list(), {"clean": no_hooks}, 0.0, 3)[
+    clean, clean_activations = last_token_runs(loaded, PAIRS["target_text"].to_list(), {"clean": no_hooks}, 0.0, 24)[
         "clean"
     ]
     sources = {"clean": clean_activations}

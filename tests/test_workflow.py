@@ -75,6 +75,35 @@ def test_workflow_evaluates_every_condition_and_writes_the_report(finished_run):
     assert "This run" in report
 
 
+def test_one_harness_job_per_language_writes_what_one_job_per_condition_writes(finished_run, tmp_path, monkeypatch):
+    from transfer_neurons.evaluation.harness import run_harness
+
+    workdir = finished_run
+    harness = yaml.safe_load((workdir / "config.yaml").read_text())["evaluation"]["lm_eval"]
+    conditions = ["normal", "type1", "random_type1_s1"]
+    outputs = {name: (tmp_path / f"{name}.json", tmp_path / f"{name}.parquet") for name in conditions}
+    monkeypatch.chdir(workdir)  # the task YAMLs name their data relative to the run directory
+    run_harness(
+        workdir / "resources/models/tiny/manifest.json",
+        workdir / "results/tiny/conditions/ja.parquet",
+        outputs,
+        ["tn_mc_ja", "tn_mc_en"],
+        include_path=harness["include_path"], num_fewshot=harness["num_fewshot"], limit=harness["limit"],
+        batch_size=harness["batch_size"], factor=0.0, positions=harness["positions"],
+        bootstrap_iters=harness["bootstrap_iters"], device="cpu", labels={"model": "tiny", "language": "ja"},
+    )  # fmt: skip
+    for name in conditions:
+        one_job = pl.read_parquet(workdir / f"results/tiny/lm_eval/ja/{name}.parquet")
+        assert pl.read_parquet(outputs[name][1]).equals(one_job)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["evaluation"]["lm_eval"]["jobs"] = "per_language"
+    planned_dir = tmp_path / "planned"
+    write_config(planned_dir, tiny_config(planned_dir) | {"evaluation": config["evaluation"]})
+    planned = planned_outputs(planned_dir, "results/tiny/lm_eval/ja/type1.parquet")
+    harness_jobs = [output for output in planned if "lm_eval/ja/" in output]
+    assert len(harness_jobs) == 1 and "lm_eval/ja/normal.parquet" in harness_jobs[0]  # every condition, one job
+
+
 def test_second_dry_run_plans_nothing(finished_run):
     assert planned_outputs(finished_run, "all") == []
 

@@ -1,4 +1,4 @@
-"""Screenshot the top of a report in headless Chromium (for the README), and time its first chart.
+"""Screenshot the top of a report in headless Chromium (for the README), and time its loading and charts.
 
     python tools/report_screenshot.py reports/report.html docs/report-top.png
 
@@ -22,9 +22,15 @@ def main(report: Path, image: Path) -> int:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         start = time.perf_counter()
         page.goto(report.resolve().as_uri(), wait_until="load")
-        page.wait_for_function("document.querySelector('.chart[data-state=\"drawn\"]') !== null", timeout=60_000)
-        print(f"first chart drawn after {time.perf_counter() - start:.2f} s")
+        loaded = time.perf_counter() - start
         page.screenshot(path=str(image))
+        # Charts draw as they near the viewport; drawing all of them bounds any reader's wait.
+        start = time.perf_counter()
+        page.evaluate("renderAllCharts()")
+        drawn = time.perf_counter() - start
+        states = page.eval_on_selector_all(".chart", "nodes => nodes.map(n => n.dataset.state)")
+        print(f"page loaded in {loaded:.2f} s; all {len(states)} charts drawn {drawn:.2f} s later "
+              f"({states.count('drawn')} as interactive charts)")
         browser.close()
     return 0
 

@@ -134,25 +134,23 @@ def intervention_lm(loaded: LoadedModel, neurons: Mapping[int, Sequence[int]], *
                     mask[row, max(context - 1, 0) : input_length] = True
             return mask
 
-        def read_positions(self, batch: int, length: int) -> torch.Tensor:
-            """[batch, length] bool: the positions whose log-likelihoods the harness reads."""
-            read = torch.zeros(batch, length, dtype=torch.bool)
-            for row, (context, input_length) in enumerate(self.context_lengths):
-                read[row, max(context - 1, 0) : input_length] = True
-            return read
+        def positions_read(self, length: int) -> int:
+            """How many of the padded batch's last positions hold every row's continuation logits.
+
+            The harness finds a row's continuation at ``input length - continuation length`` counted
+            back from the end of what the model returns, so returning only the last k positions is
+            enough when k reaches back to the earliest continuation of the batch.
+            """
+            return length - min(max(context - 1, 0) for context, _ in self.context_lengths)
 
         def _model_call(self, inps, attn_mask=None, labels=None):
             if self.context_lengths is None:  # not a log-likelihood batch (e.g. batch-size probing)
                 return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
             scale = self.position_mask(*inps.shape)
-            read = self.read_positions(*inps.shape).to(inps.device)
+            # Only the positions the harness reads are projected onto the vocabulary (and then taken
+            # through its log-softmax): on a large vocabulary that is most of a pass's cost.
             with torch.no_grad(), self.scaling(lambda activations: scale):
-                projected = self.model(inps, logits_to_keep=read).logits  # [positions read, vocab]
-            # The harness takes a log-softmax over every position and reads only these: the others
-            # stay 0 instead of costing a projection onto the whole vocabulary each.
-            logits = projected.new_zeros((*inps.shape, projected.shape[-1]))
-            logits[read] = projected
-            return logits
+                return self.model(inps, logits_to_keep=self.positions_read(inps.shape[1])).logits
 
         # --- generation: one prompt pass, then one token per pass ---------------------------------
         def _model_generate(self, context, max_length, stop, **generation_kwargs):
@@ -205,25 +203,39 @@ def tidy_results(results: dict) -> pl.DataFrame:
 
 
 def run_harness(
-    manifest: Path, conditions: Path, condition: str, tasks: Sequence[str], *, include_path: str | None,
-    num_fewshot: int | None, limit: int | None, batch_size: int, factor: float, positions: str,
-    bootstrap_iters: int, device: str, labels: dict, results_path: Path,
-) -> pl.DataFrame:  # fmt: skip
-    """The ``evaluate_harness`` rule: ``tasks`` under one condition; writes the harness's own results
-    JSON to ``results_path`` and returns one tidy row per task, metric and filter."""
-    lm_eval, _ = _harness()
-    from lm_eval.utils import handle_non_serializable
-
+    manifest: Path, conditions: Path, outputs: Mapping[str, tuple[Path, Path]], tasks: Sequence[str], *,
+    include_path: str | None, num_fewshot: int | None, limit: int | None, batch_size: int, factor: float,
+    positions: str, bootstrap_iters: int, device: str, labels: dict,
+) -> None:  # fmt: skip
+    """The ``evaluate_harness`` rules: ``tasks`` under each condition of ``outputs``, which maps a condition
+    to the paths of the harness's own results JSON and of its tidy table (one row per task, metric and
+    filter). The model is loaded once for all of them."""
     table = pl.read_parquet(conditions)
-    if condition not in table["condition"].to_list():
-        raise ValueError(f"{conditions}: no condition {condition!r}")
-    neurons = condition_neurons(table, condition)
+    unknown = sorted(set(outputs) - set(table["condition"].to_list()))
+    if unknown:
+        raise ValueError(f"{conditions}: no condition {', '.join(map(repr, unknown))}")
     loaded = load_model(manifest, device)
-    lm = intervention_lm(loaded, neurons, factor=factor, positions=positions, batch_size=batch_size)
-    results = lm_eval.simple_evaluate(
+    manager = task_manager(tasks, include_path)
+    for condition, (results_path, table_path) in outputs.items():
+        neurons = condition_neurons(table, condition)
+        lm = intervention_lm(loaded, neurons, factor=factor, positions=positions, batch_size=batch_size)
+        results = harness_results(lm, tasks, manager, num_fewshot=num_fewshot, limit=limit,
+                                  bootstrap_iters=bootstrap_iters,
+                                  model_args={**labels, "condition": condition, "positions": positions,
+                                              "factor": factor})  # fmt: skip
+        write_results_json(results, results_path)
+        info = condition_info(table.filter(pl.col("condition") == condition))
+        tidy = tidy_results(results).with_columns(pl.lit(condition).alias("condition"))
+        labelled(tidy.join(info, on="condition", how="left"), **labels).write_parquet(table_path)
+
+
+def harness_results(lm, tasks: Sequence[str], manager, *, num_fewshot, limit, bootstrap_iters, model_args) -> dict:
+    """``lm_eval.simple_evaluate`` of ``tasks`` with every seed fixed (the harness's own defaults are 0 and 1234)."""
+    lm_eval, _ = _harness()
+    return lm_eval.simple_evaluate(
         model=lm,
         tasks=list(tasks),
-        task_manager=task_manager(tasks, include_path),
+        task_manager=manager,
         num_fewshot=num_fewshot,
         limit=limit,
         bootstrap_iters=bootstrap_iters,
@@ -231,9 +243,11 @@ def run_harness(
         numpy_random_seed=0,
         torch_random_seed=0,
         fewshot_random_seed=0,
-        model_args={**labels, "condition": condition, "positions": positions, "factor": factor},
+        model_args=model_args,
     )
-    Path(results_path).write_text(json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False))
-    info = condition_info(table.filter(pl.col("condition") == condition))
-    tidy = tidy_results(results).with_columns(pl.lit(condition).alias("condition"))
-    return labelled(tidy.join(info, on="condition", how="left"), **labels)
+
+
+def write_results_json(results: dict, path: Path) -> None:
+    from lm_eval.utils import handle_non_serializable
+
+    Path(path).write_text(json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False))

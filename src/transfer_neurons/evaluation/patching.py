@@ -75,14 +75,16 @@ RunHooks = tuple[Mapping[int, Sequence[int]], Mapping[int, tuple[Sequence[int], 
 
 
 def last_token_runs(
-    loaded: LoadedModel, sentences: Sequence[str], runs: Mapping[str, callable], factor: float, batch_size: int
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    loaded: LoadedModel, sentences: Sequence[str], runs: Mapping[str, callable], factor: float,
+    max_batch_tokens: int | None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     """Layer outputs [L, N, d] and neuron activations [L, N, d_mlp] at the last token, for each named run.
 
     ``runs[name](rows)`` gives the run's ``RunHooks`` for the batch of sentence indices ``rows``;
-    every run continues from the batch's unscaled prefix.
+    every run continues from the batch's unscaled prefix. A run computes one token per row, so
+    batches are as wide as ``max_batch_tokens`` allows for the prefix.
     """
-    batches = length_sorted_batches(token_lengths(loaded.tokenizer, sentences), batch_size, None)
+    batches = length_sorted_batches(token_lengths(loaded.tokenizer, sentences), len(sentences), max_batch_tokens)
     outputs = {name: [] for name in runs}
     activations = {name: [] for name in runs}
     for rows in tqdm(batches, desc=f"{len(runs)} runs x batches", unit="batch"):
@@ -164,7 +166,7 @@ def patching_table(
 
 def evaluate_patching(
     loaded: LoadedModel, pairs: pl.DataFrame, neuron_sets: Mapping[str, Mapping[int, Sequence[int]]],
-    mean_activations: np.ndarray, *, factor: float, batch_size: int, k: int,
+    mean_activations: np.ndarray, *, factor: float, max_batch_tokens: int, k: int,
 ) -> pl.DataFrame:  # fmt: skip
     """The patching table of every neuron set (``transfer`` and its control), on the test pairs.
 
@@ -172,7 +174,7 @@ def evaluate_patching(
     """
 
     def unhooked(sentences):
-        return last_token_runs(loaded, sentences, {"clean": no_hooks}, factor, batch_size)["clean"]
+        return last_token_runs(loaded, sentences, {"clean": no_hooks}, factor, max_batch_tokens)["clean"]
 
     target_sentences = pairs["target_text"].to_list()
     english, english_activations = unhooked(pairs["pivot_text"].to_list())
@@ -187,7 +189,7 @@ def evaluate_patching(
         patches = patches_of(sorted(neurons))
         runs = {run_name(patch): patch_hooks(neurons, patch, sources) for patch in patches}
         patched = {name: states for name, (states, _) in last_token_runs(loaded, target_sentences, runs, factor,
-                                                                         batch_size).items()}  # fmt: skip
+                                                                         max_batch_tokens).items()}  # fmt: skip
         table = patching_table(english, clean, patched, patches, k)
         frames.append(table.with_columns(pl.lit(set_name).alias("neuron_set")))
     return pl.concat(frames).select("neuron_set", pl.exclude("neuron_set"))
@@ -208,7 +210,7 @@ def patching_sets(conditions: pl.DataFrame, control_seed: int) -> dict[str, dict
 
 def run_patching(
     manifest: Path, test_pairs: Path, train_dump: Path, conditions: Path, *, control_seed: int, factor: float,
-    batch_size: int, knn_k: int, max_pairs: int | None, device: str, labels: dict,
+    max_batch_tokens: int, knn_k: int, max_pairs: int | None, device: str, labels: dict,
 ) -> pl.DataFrame:  # fmt: skip
     """The ``evaluate_patching`` rule for one language."""
     loaded = load_model(manifest, device)
@@ -216,5 +218,7 @@ def run_patching(
     pairs = pairs.head(max_pairs) if max_pairs else pairs
     mean_activations = Dump(Path(train_dump) / TARGET_SIDE).all_layers("neuron_activations").mean(axis=1)
     sets = patching_sets(pl.read_parquet(conditions), control_seed)
-    table = evaluate_patching(loaded, pairs, sets, mean_activations, factor=factor, batch_size=batch_size, k=knn_k)
+    table = evaluate_patching(
+        loaded, pairs, sets, mean_activations, factor=factor, max_batch_tokens=max_batch_tokens, k=knn_k
+    )
     return labelled(table, **labels)

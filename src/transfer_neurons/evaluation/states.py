@@ -141,7 +141,10 @@ def states_by_condition(
     partner = {"parallel": np.arange(len(sentences)), "non_parallel": np.argsort(derangement(len(sentences)))}
     outputs: dict[str, list] = {name: [] for name in neuron_sets}
     cosines = {name: {pairing: [] for pairing in partner} for name in neuron_sets}
-    batches = length_sorted_batches(token_lengths(tokenizer, sentences), settings.batch_size, settings.max_batch_tokens)
+    # Runs that share the prefix compute one token per row: a batch as wide as the token budget
+    # allows keeps those small matrix products efficient.
+    width = len(sentences) if touches_only_last_token(settings.positions) else settings.batch_size
+    batches = length_sorted_batches(token_lengths(tokenizer, sentences), width, settings.max_batch_tokens)
     with tqdm(total=len(batches), desc="state batches", unit="batch") as progress:
         for rows in batches:
             batch = tokenize(tokenizer, [sentences[row] for row in rows]).to(loaded.device)
