@@ -29,8 +29,10 @@ def main(report: Path, image: Path) -> int:
         page.evaluate("renderAllCharts()")
         drawn = time.perf_counter() - start
         states = page.eval_on_selector_all(".chart", "nodes => nodes.map(n => n.dataset.state)")
-        print(f"page loaded in {loaded:.2f} s; all {len(states)} charts drawn {drawn:.2f} s later "
-              f"({states.count('drawn')} as interactive charts)")
+        print(
+            f"page loaded in {loaded:.2f} s; all {len(states)} charts drawn {drawn:.2f} s later "
+            f"({states.count('drawn')} as interactive charts)"
+        )
         browser.close()
     return 0
 
