@@ -50,9 +50,27 @@ HARNESS_CONDITIONS = (
     if LM_EVAL["enabled"]
     else []
 )
-# One table per language and condition, whichever rule writes it (evaluation.lm_eval.jobs).
+# One table per language and condition, whichever job writes it (evaluation.lm_eval.jobs).
 HARNESS_RESULTS = "results/{model}/lm_eval/{lang}/{condition}.json"
 HARNESS_TABLE = "results/{model}/lm_eval/{lang}/{condition}.parquet"
+HARNESS_PER_CONDITION = LM_EVAL["jobs"] == "per_condition"
+# A harness job: one language and condition, or one language with all of its conditions.
+HARNESS_JOB = (
+    "{model}/{lang}/{condition}" if HARNESS_PER_CONDITION else "{model}/{lang}"
+)
+
+
+def harness_outputs(pattern):
+    """A harness job's files of ``pattern``: its condition's, or every condition's of its language."""
+    if HARNESS_PER_CONDITION:
+        return pattern
+    return expand(pattern, condition=HARNESS_CONDITIONS, allow_missing=True)
+
+
+def harness_job_conditions(wildcards):
+    return [wildcards.condition] if HARNESS_PER_CONDITION else HARNESS_CONDITIONS
+
+
 # Languages with at least one harness task (a per-language mapping may leave some out).
 HARNESS_LANGUAGES = [lang for lang in LANGUAGES if tasks_for(LM_EVAL["tasks"], lang)]
 if LM_EVAL["enabled"] and workflow.is_main_process:

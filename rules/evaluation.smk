@@ -127,83 +127,41 @@ rule evaluate_loss:
         "../scripts/evaluate_loss.py"
 
 
-if LM_EVAL["jobs"] == "per_condition":
-
-    rule evaluate_harness:
-        """lm-evaluation-harness tasks of one language under one condition (its results JSON and a tidy table)."""
-        input:
-            manifest="resources/models/{model}/manifest.json",
-            conditions="results/{model}/conditions/{lang}.parquet",
-            tasks=harness_task_files,
-        output:
-            results=HARNESS_RESULTS,
-            tables=HARNESS_TABLE,
-        log:
-            "logs/evaluate_harness/{model}/{lang}/{condition}.log",
-        benchmark:
-            "logs/benchmarks/evaluate_harness/{model}/{lang}/{condition}.tsv"
-        wildcard_constraints:
-            condition="|".join(HARNESS_CONDITIONS) or "^$",
-        conda:
-            "../envs/transfer-neurons.yaml"
-        threads: config["runtime"]["threads"]
-        resources:
-            mem_mb=config["resources"]["model_mem_mb"],
-            runtime=config["resources"]["model_runtime_min"],
-            gpu=config["resources"]["gpus"],
-        params:
-            conditions=lambda wildcards: [wildcards.condition],
-            tasks=lambda wildcards: tasks_for(LM_EVAL["tasks"], wildcards.lang),
-            include_path=LM_EVAL["include_path"],
-            num_fewshot=LM_EVAL["num_fewshot"],
-            limit=LM_EVAL["limit"],
-            batch_size=LM_EVAL["batch_size"],
-            factor=EVALUATION["factor"],
-            positions=LM_EVAL["positions"],
-            bootstrap_iters=LM_EVAL["bootstrap_iters"],
-            device=config["runtime"]["device"],
-        script:
-            "../scripts/evaluate_harness.py"
-
-else:
-
-    rule evaluate_harness_language:
-        """lm-evaluation-harness tasks of one language under each of its conditions, with one model load."""
-        input:
-            manifest="resources/models/{model}/manifest.json",
-            conditions="results/{model}/conditions/{lang}.parquet",
-            tasks=harness_task_files,
-        output:
-            results=expand(
-                HARNESS_RESULTS, condition=HARNESS_CONDITIONS, allow_missing=True
-            ),
-            tables=expand(
-                HARNESS_TABLE, condition=HARNESS_CONDITIONS, allow_missing=True
-            ),
-        log:
-            "logs/evaluate_harness/{model}/{lang}.log",
-        benchmark:
-            "logs/benchmarks/evaluate_harness/{model}/{lang}.tsv"
-        conda:
-            "../envs/transfer-neurons.yaml"
-        threads: config["runtime"]["threads"]
-        resources:
-            mem_mb=config["resources"]["model_mem_mb"],
-            runtime=config["resources"]["model_runtime_min"],
-            gpu=config["resources"]["gpus"],
-        params:
-            conditions=HARNESS_CONDITIONS,
-            tasks=lambda wildcards: tasks_for(LM_EVAL["tasks"], wildcards.lang),
-            include_path=LM_EVAL["include_path"],
-            num_fewshot=LM_EVAL["num_fewshot"],
-            limit=LM_EVAL["limit"],
-            batch_size=LM_EVAL["batch_size"],
-            factor=EVALUATION["factor"],
-            positions=LM_EVAL["positions"],
-            bootstrap_iters=LM_EVAL["bootstrap_iters"],
-            device=config["runtime"]["device"],
-        script:
-            "../scripts/evaluate_harness.py"
+rule evaluate_harness:
+    """lm-evaluation-harness tasks of one language under one condition or all of them (lm_eval.jobs)."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        conditions="results/{model}/conditions/{lang}.parquet",
+        tasks=harness_task_files,
+    output:
+        results=harness_outputs(HARNESS_RESULTS),
+        tables=harness_outputs(HARNESS_TABLE),
+    log:
+        f"logs/evaluate_harness/{HARNESS_JOB}.log",
+    benchmark:
+        f"logs/benchmarks/evaluate_harness/{HARNESS_JOB}.tsv"
+    wildcard_constraints:
+        condition="|".join(HARNESS_CONDITIONS) or "^$",
+    conda:
+        "../envs/transfer-neurons.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=config["resources"]["model_mem_mb"],
+        runtime=config["resources"]["model_runtime_min"],
+        gpu=config["resources"]["gpus"],
+    params:
+        conditions=harness_job_conditions,
+        tasks=lambda wildcards: tasks_for(LM_EVAL["tasks"], wildcards.lang),
+        include_path=LM_EVAL["include_path"],
+        num_fewshot=LM_EVAL["num_fewshot"],
+        limit=LM_EVAL["limit"],
+        batch_size=LM_EVAL["batch_size"],
+        factor=EVALUATION["factor"],
+        positions=LM_EVAL["positions"],
+        bootstrap_iters=LM_EVAL["bootstrap_iters"],
+        device=config["runtime"]["device"],
+    script:
+        "../scripts/evaluate_harness.py"
 
 
 rule evaluate_patching:

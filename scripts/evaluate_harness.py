@@ -1,5 +1,5 @@
-"""Rules evaluate_harness and evaluate_harness_language: lm-evaluation-harness tasks of one language
-under one condition, or under each of the language's conditions with one model load."""
+"""Rule evaluate_harness: lm-evaluation-harness tasks of one language under one condition, or under
+each of the language's conditions with one model load."""
 
 import sys
 
