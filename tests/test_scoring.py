@@ -4,9 +4,11 @@ import torch
 
 from transfer_neurons.detection.ranking import candidate_layers, resolve_top_n
 from transfer_neurons.detection.scoring import centroid_scores, correlation_scores
+from transfer_neurons.detection.stages import score_table
 from transfer_neurons.model.adapters import adapter_for
 from transfer_neurons.model.batching import tokenize
 from transfer_neurons.model.hooks import capture_states
+from transfer_neurons.names import NEURON_TYPES
 
 SENTENCES = ["The cat sleeps.", "猫は寝ています。", "De kat slaapt.", "고양이가 자요.", "Il gatto dorme.", "Where?"]
 
@@ -111,3 +113,21 @@ def test_several_centroids_at_once_equal_one_at_a_time():
     np.testing.assert_allclose(
         correlated[1], correlation_scores(residual, residual + activations @ writes, activations, centroids[1])
     )
+
+
+def test_score_table_puts_every_score_at_its_type_layer_and_neuron():
+    scores = np.random.default_rng(5).normal(size=(3, len(NEURON_TYPES), 4))  # [L, T, n]
+    table = score_table(scores)
+    assert table.columns == ["neuron_type", "layer", "neuron", "score"]
+    assert table.height == scores.size
+    assert table.select("layer", "neuron_type", "neuron").rows() == sorted(
+        table.select("layer", "neuron_type", "neuron").rows(),
+        key=lambda row: (row[0], NEURON_TYPES.index(row[1]), row[2]),
+    )
+    for neuron_type, layer, neuron, score in table.iter_rows():
+        assert score == scores[layer, NEURON_TYPES.index(neuron_type), neuron]
+
+
+def test_score_table_refuses_scores_for_the_wrong_number_of_types():
+    with pytest.raises(ValueError, match="neuron types"):
+        score_table(np.zeros((2, len(NEURON_TYPES) + 1, 4)))

@@ -52,7 +52,9 @@ def centroid_scores(
     with torch.no_grad():
         centroid_rows = torch.as_tensor(np.atleast_2d(centroids), dtype=torch.float32)
         writes = torch.as_tensor(write_vectors, dtype=torch.float32)
-        write_norm_sq = torch.linalg.vector_norm(writes, dim=1).square()  # [n]
+        # A product and a row sum, not vector_norm: the adapters hand the weight over transposed, and
+        # vector_norm along its strided rows took 3.5 ms a layer against 0.3 ms.
+        write_norm_sq = (writes * writes).sum(dim=1)  # [n]
         write_dot_centroids = (centroid_rows @ writes.T).double()  # [k, n]
         moved_terms = torch.zeros(writes.shape[0], dtype=torch.float64)  # sum_s a / m
         return_terms = torch.zeros(len(centroid_rows), writes.shape[0], dtype=torch.float64)

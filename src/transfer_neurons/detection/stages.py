@@ -39,22 +39,31 @@ def layer_inputs(adapter, target_dump: Dump, centroids: dict[str, np.ndarray], l
 
 def score_layers(adapter, target_dump: Dump, centroids: dict[str, np.ndarray], scorer: Detector) -> pl.DataFrame:
     """Score every neuron of every layer against both centroid types -> tidy table."""
-    frames = []
+    layer_scores = []
     for layer in tqdm(range(target_dump.n_layers), desc=f"score ({scorer.name})", unit="layer"):
         # Both centroid types at once: they share the layer's moved norms.
-        both = scorer.score(layer_inputs(adapter, target_dump, centroids, layer))
-        for neuron_type, values in zip(NEURON_TYPES, both, strict=True):
-            frames.append(
-                pl.DataFrame(
-                    {
-                        "neuron_type": neuron_type,
-                        "layer": np.full(values.shape[0], layer, dtype=np.int32),
-                        "neuron": np.arange(values.shape[0], dtype=np.int32),
-                        "score": values,
-                    }
-                )
-            )
-    return pl.concat(frames)
+        layer_scores.append(scorer.score(layer_inputs(adapter, target_dump, centroids, layer)))
+    return score_table(np.stack(layer_scores))
+
+
+def score_table(scores: np.ndarray) -> pl.DataFrame:
+    """[L, T, n] scores (``NEURON_TYPES`` order) -> tidy table, rows by layer, type, neuron.
+
+    Built once from whole columns: a frame per layer and type cost more than the scoring's
+    element-wise work.
+    """
+    n_layers, n_types, d_mlp = scores.shape
+    if n_types != len(NEURON_TYPES):
+        raise ValueError(f"expected scores for {len(NEURON_TYPES)} neuron types, got {n_types}")
+    type_index = np.tile(np.repeat(np.arange(n_types), d_mlp), n_layers)
+    return pl.DataFrame(
+        {
+            "neuron_type": pl.Series(NEURON_TYPES, dtype=pl.String).gather(type_index),
+            "layer": np.repeat(np.arange(n_layers, dtype=np.int32), n_types * d_mlp),
+            "neuron": np.tile(np.arange(d_mlp, dtype=np.int32), n_layers * n_types),
+            "score": scores.reshape(-1),
+        }
+    )
 
 
 def score_neurons(
