@@ -1,7 +1,12 @@
+import copy
+
 import numpy as np
 import polars as pl
+import torch
 
-from transfer_neurons.evaluation.patching import Patch, last_token_runs, no_hooks, patch_hooks, run_name
+from transfer_neurons.evaluation.patching import Patch, last_token_runs, no_hooks, patch_hooks, run_name, runs_per_pass
+from transfer_neurons.model.batching import last_token_forward, prefix_cache, tokenize
+from transfer_neurons.model.hooks import capture_states, patched_neurons, scaled_neurons
 
 PAIRS = pl.DataFrame(
     {
@@ -39,3 +44,44 @@ def test_patching_nothing_leaves_the_corrupted_states(loaded):
     patched = Patch("zeros", "cumulative", 3, (0, 2, 3))  # writes back what deactivation left: nothing
     states = runs_for(loaded, [Patch(None, None, None, ()), patched], {"zeros": zeros})
     np.testing.assert_allclose(states[run_name(patched)][0], states["corrupted"][0], atol=1e-6)
+
+
+def one_run_at_a_time(loaded, sentences, hooks_for, factor):
+    """The reference: one run alone, with the single-run hooks, from a copy of the prefix cache."""
+    batch = tokenize(loaded.tokenizer, sentences)
+    with torch.no_grad():
+        cache = prefix_cache(loaded.model, batch)
+    scaled, patches = hooks_for(list(range(len(sentences))))
+    with (
+        torch.no_grad(),
+        scaled_neurons(loaded.adapter, scaled, factor, "last"),
+        patched_neurons(loaded.adapter, patches),
+        capture_states(loaded.adapter) as captured,
+    ):
+        last_token_forward(loaded.model, batch, copy.deepcopy(cache))
+    return captured["states"].layer_output.numpy(), captured["states"].neuron_activations.numpy()
+
+
+def test_runs_stacked_in_one_pass_equal_each_run_alone(loaded):
+    sentences = PAIRS["target_text"].to_list()
+    rng = np.random.default_rng(0)
+    sources = {"noise": rng.normal(size=(loaded.facts.n_layers, len(PAIRS), loaded.facts.d_mlp)).astype(np.float32)}
+    patches = [
+        Patch(None, None, None, ()),
+        Patch("noise", "single", 2, (2,)),
+        Patch("noise", "cumulative", 3, (0, 2, 3)),
+    ]
+    runs = {run_name(patch): patch_hooks(NEURONS, patch, sources) for patch in patches}
+    stacked = last_token_runs(loaded, sentences, runs, factor=0.5, max_batch_tokens=None)  # every run in one pass
+    for name, hooks_for in runs.items():
+        alone = one_run_at_a_time(loaded, sentences, hooks_for, factor=0.5)
+        np.testing.assert_allclose(stacked[name][0], alone[0], atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(stacked[name][1], alone[1], atol=1e-5, rtol=1e-5)
+    assert not np.allclose(stacked[run_name(patches[2])][0][-1], stacked["corrupted"][0][-1], atol=1e-4)
+
+
+def test_runs_per_pass_keeps_the_stacked_cache_within_the_token_limit():
+    assert runs_per_pass(batch_tokens=100, n_runs=43, max_batch_tokens=4096) == 40
+    assert runs_per_pass(batch_tokens=100, n_runs=7, max_batch_tokens=4096) == 7
+    assert runs_per_pass(batch_tokens=5000, n_runs=43, max_batch_tokens=4096) == 1  # a long batch runs alone
+    assert runs_per_pass(batch_tokens=100, n_runs=43, max_batch_tokens=None) == 43
