@@ -207,7 +207,7 @@ def run_harness(
     include_path: str | None, num_fewshot: int | None, limit: int | None, batch_size: int, factor: float,
     positions: str, bootstrap_iters: int, device: str, labels: dict,
 ) -> None:  # fmt: skip
-    """The ``evaluate_harness`` rules: ``tasks`` under each condition of ``outputs``, which maps a condition
+    """The ``evaluate_harness`` rule: ``tasks`` under each condition of ``outputs``, which maps a condition
     to the paths of the harness's own results JSON and of its tidy table (one row per task, metric and
     filter). The model is loaded once for all of them."""
     table = pl.read_parquet(conditions)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from transfer_neurons.model.batching import (
     token_lengths,
     tokenize,
 )
-from transfer_neurons.model.hooks import capture_states
+from transfer_neurons.model.hooks import LastTokenEdits, capture_states, last_token_edits
 from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.names import TARGET_SIDE, ConditionKind, NeuronType, condition_name
 
@@ -74,7 +73,7 @@ def patches_of(set_layers: Sequence[int]) -> list[Patch]:
 
 
 # A run's hooks for a batch: (neurons scaled by the factor, {layer: (neurons, values [batch, n])} patched).
-RunHooks = tuple[Mapping[int, Sequence[int]], Mapping[int, tuple[Sequence[int], torch.Tensor]]]
+RunHooks = LastTokenEdits
 
 
 def last_token_runs(
@@ -137,45 +136,11 @@ def stacked_last_token_pass(loaded: LoadedModel, batch, cache, group_hooks: Sequ
     )
     with (
         torch.no_grad(),
-        run_group_edits(loaded.adapter, group_hooks, factor),
+        last_token_edits(loaded.adapter, group_hooks, factor),
         capture_states(loaded.adapter) as captured,
     ):
         last_token_forward(loaded.model, stacked, stacked_cache)
     return captured["states"]
-
-
-@contextmanager
-def run_group_edits(adapter, group_hooks: Sequence[RunHooks], factor: float):
-    """Within the context, each run's neurons are scaled by ``factor`` and then patched, on its own rows.
-
-    The same edits as ``scaled_neurons(..., "last")`` followed by ``patched_neurons`` for each run
-    alone; one pre-hook per down projection serves every run of the pass.
-    """
-    copies = len(group_hooks)
-    edited_layers = sorted({layer for scaled, patches in group_hooks for layer in (*scaled, *patches)})
-    handles = []
-    for layer in edited_layers:
-        edits = [(scaled.get(layer, ()), patches.get(layer)) for scaled, patches in group_hooks]
-
-        def edit_input(module, args, edits=edits):
-            activations = args[0].clone()
-            last = activations[:, -1]  # a view: writing to it edits the clone
-            for run, (scaled, patch) in enumerate(edits):
-                if len(scaled):
-                    chosen = torch.as_tensor(list(scaled), dtype=torch.long, device=last.device)
-                    last[run::copies, chosen] = last[run::copies, chosen] * factor
-                if patch is not None:
-                    neurons, values = patch
-                    chosen = torch.as_tensor(list(neurons), dtype=torch.long, device=last.device)
-                    last[run::copies, chosen] = values.to(last.device, last.dtype)
-            return (activations, *args[1:])
-
-        handles.append(adapter.down_projection(layer).register_forward_pre_hook(edit_input))
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def no_hooks(rows) -> RunHooks:

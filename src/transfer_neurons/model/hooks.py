@@ -10,7 +10,8 @@ Everything that attaches to a forward pass lives here, keyed by the adapter's mo
   ``a_i v_i`` from the residual stream (for every family, including Gemma, whose post-MLP
   norm then sees the reduced sum);
 * ``patched_neurons`` sets chosen neurons' activations at the last token to given values
-  (activation patching);
+  (activation patching), and ``last_token_edits`` scales and sets them for several runs at once,
+  each on its own copy of a batch's rows;
 * ``recording_layer_outputs`` / ``replaying_layer_outputs`` record decoder layers' outputs in
   one pass and return them in later passes of the same batch: an intervention on layer k
   cannot change layers 0..k-1, so those need not be computed again.
@@ -208,23 +209,48 @@ def scaled_neurons(
             handle.remove()
 
 
-@contextmanager
+# One run's last-token edits: (neurons scaled by the factor, {layer: (neurons, values [rows, n])} set).
+LastTokenEdits = tuple[Mapping[int, Sequence[int]], Mapping[int, tuple[Sequence[int], torch.Tensor]]]
+
+
 def patched_neurons(adapter: FamilyAdapter, patches: Mapping[int, tuple[Sequence[int], torch.Tensor]]):
     """Within the context, set chosen neurons' activations at the last position of every pass.
 
     ``patches[layer] = (neurons, values)`` with values [batch, len(neurons)]: the input of the
     layer's down projection takes these values there (activation patching).
     """
-    handles = []
-    for layer, (neurons, values) in patches.items():
-        index = torch.as_tensor(list(neurons), dtype=torch.long)
+    return last_token_edits(adapter, [({}, patches)])
 
-        def patch_input(module, args, index=index, values=values):
+
+@contextmanager
+def last_token_edits(adapter: FamilyAdapter, runs: Sequence[LastTokenEdits], factor: float = 0.0):
+    """Within the context, several runs' edits at the last position of every pass, each on its own rows.
+
+    With K = len(runs), run k owns rows k, k + K, k + 2K, ... (the layout ``batch_repeat_interleave``
+    gives copies of a batch). Its scaled neurons are multiplied by ``factor``, as
+    ``scaled_neurons(..., "last")`` does, and then its patched neurons take their values; one
+    pre-hook per down projection serves every run.
+    """
+    copies = len(runs)
+    edited_layers = sorted({layer for scaled, patches in runs for layer in (*scaled, *patches)})
+    handles = []
+    for layer in edited_layers:
+        edits = [(scaled.get(layer, ()), patches.get(layer)) for scaled, patches in runs]
+
+        def edit_input(module, args, edits=edits):
             activations = args[0].clone()
-            activations[:, -1, index.to(activations.device)] = values.to(activations.device, activations.dtype)
+            last = activations[:, -1]  # a view: writing to it edits the clone
+            for run, (scaled, patch) in enumerate(edits):
+                if len(scaled):
+                    chosen = torch.as_tensor(list(scaled), dtype=torch.long, device=last.device)
+                    last[run::copies, chosen] = last[run::copies, chosen] * factor
+                if patch is not None:
+                    neurons, values = patch
+                    chosen = torch.as_tensor(list(neurons), dtype=torch.long, device=last.device)
+                    last[run::copies, chosen] = values.to(last.device, last.dtype)
             return (activations, *args[1:])
 
-        handles.append(adapter.down_projection(layer).register_forward_pre_hook(patch_input))
+        handles.append(adapter.down_projection(layer).register_forward_pre_hook(edit_input))
     try:
         yield
     finally:
