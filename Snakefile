@@ -16,6 +16,7 @@ include: "rules/corpus.smk"
 include: "rules/activations.smk"
 include: "rules/detection.smk"
 include: "rules/evaluation.smk"
+include: "rules/browser.smk"
 include: "rules/figures.smk"
 include: "rules/report.smk"
 

@@ -12,6 +12,7 @@ import torch
 from benchmarks.settings import CORPUS_DIR, Settings, configured_qa
 from transfer_neurons.data.corpus import load_file_pairs
 from transfer_neurons.data.qa import load_qa, question_of
+from transfer_neurons.evaluation.qa import prompt_template
 from transfer_neurons.model.adapters import FamilyAdapter
 from transfer_neurons.model.batching import length_sorted_batches, token_lengths
 from transfer_neurons.model.loading import LoadedModel, load_model
@@ -84,17 +85,21 @@ def qa_prompts(n: int, qa: dict | None = None) -> list[str]:
     """``n`` QA prompts in the workflow's template, the questions' languages in turn (en, ja, nl, ko, it, en, ...).
 
     ``qa`` is the workflow's ``evaluation.qa`` section (default: the config's); its source is
-    read with the workflow's loader, so only questions it would ask are asked.
+    read with the workflow's loader, so only questions it would ask are asked, each in its
+    language's prompt (one template for all, or one per language, as ``evaluate_qa`` reads it).
     """
     qa = configured_qa() if qa is None else qa
     languages = [PIVOT, *BUILTIN_LANGUAGES]
     records = load_qa(qa["source"], languages)
     if not records:
         raise ValueError(f"no QA question in {qa['source']} has a short answer in {', '.join(languages)}")
-    return [
-        qa["template"].format(question=question_of(records[index % len(records)], languages[index % len(languages)]))
-        for index in range(n)
-    ]
+    prompts = []
+    for index in range(n):
+        lang = languages[index % len(languages)]
+        prompts.append(
+            prompt_template(qa["template"], lang).format(question=question_of(records[index % len(records)], lang))
+        )
+    return prompts
 
 
 def token_counts(

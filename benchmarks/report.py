@@ -212,6 +212,8 @@ def summary_section(cases: dict) -> list[str]:
                 "—",
             ]
         )
+    if "evaluation" in cases:
+        rows.append(evaluation_summary_row(cases["evaluation"]))
     return [
         "## Summary",
         "",
@@ -522,12 +524,151 @@ def projection_text(fit: dict) -> str:
     )
 
 
+def evaluation_summary_row(case: dict) -> list[str]:
+    """The summary's line for the evaluation jobs: the range of their shares of the limit, and start-up."""
+    jobs = case["jobs"]
+    shares = {name: job["share_of_probe"] for name, job in jobs.items()}
+    lowest, highest = min(shares, key=shares.get), max(shares, key=shares.get)
+    startups = [job["startup_seconds"] for job in jobs.values() if job["startup_seconds"] is not None]
+    whole = [job["job_share_of_probe"] for job in jobs.values() if job["job_share_of_probe"] is not None]
+    return [
+        f"6. evaluation jobs ({len(jobs)} kinds), analysis and whole job",
+        f"analysis at {percent(shares[lowest])} ({lowest}) to {percent(shares[highest])} ({highest}) of the matmul "
+        "rate" + (f"; whole jobs {percent(min(whole))}–{percent(max(whole))}" if whole else ""),
+        (f"start-up {number(min(startups))}–{number(max(startups))} s per job before its first forward pass"
+         if startups else "—"),
+        "—",
+        "—",
+    ]  # fmt: skip
+
+
+def sizes_text(sizes: dict) -> str:
+    """What a job runs, from its sizes dict: ``conditions 16, questions 60, ...``."""
+    shown = {key: value for key, value in sizes.items() if key != "logit_positions_read"}
+    return ", ".join(
+        f"{key.replace('_', ' ')} {', '.join(map(str, value)) if isinstance(value, list) else value}"
+        for key, value in shown.items()
+    )
+
+
+def evaluation_section(case: dict) -> list[str]:
+    inputs, startup, jobs = case["inputs"], case["startup"], case["jobs"]
+    source = inputs["conditions_from"]
+    source_text = (
+        "drawn neurons of the sizes the config gives (no finished run beside the manifest)"
+        if source == "drawn"
+        else f"the finished run's top-N lists, magnitudes and LAPE neurons (`{source}`)"
+    )
+    flops = case["flop_model"]
+    rows = []
+    for name, job in jobs.items():
+        counts, gflop = job["counts"], job["gflop"]
+        startup_cell = "—" if job["startup_seconds"] is None else f"{number(job['startup_seconds'])} s"
+        whole = "—" if job["job_share_of_probe"] is None else percent(job["job_share_of_probe"])
+        rows.append(
+            [
+                f"{name} (`{job['rule']}`)",
+                sizes_text(job["sizes"]),
+                startup_cell,
+                seconds(job["timing"]),
+                f"{number(job['forward_seconds']['median'])} s",
+                f"{number(job['real_tokens_per_layer'])} ({percent(job['padding_share'])})",
+                number(counts["logit_positions"]),
+                f"{number(gflop['total'])} ({number(gflop['layers'])} + {number(gflop['attention'])} + "
+                f"{number(gflop['output_projection'])})",
+                f"{number(job['limit_seconds'])} s",
+                f"**{percent(job['share_of_probe'])}**",
+                whole,
+            ]
+        )
+    phase_rows = []
+    for name, measured in startup["jobs"].items():
+        phases = measured["phases"]
+        phase_rows.append(
+            [name, *(f"{number(phases[phase]['median'])}" if phase in phases else "—" for phase in STARTUP_COLUMNS),
+             f"**{seconds(phases['total'])}**"]
+        )  # fmt: skip
+    recorded = startup["recorded_loader"]
+    loaders = startup["tokenizer_loaders"]
+    loader_text = "; ".join(f"{LOADER_NAMES[loader]} {seconds(timing)}" for loader, timing in loaders.items())
+    checks = [
+        f"{name} {number(job['counts']['logit_positions'])} of {number(job['sizes']['logit_positions_read'])}"
+        for name, job in jobs.items()
+        if "logit_positions_read" in job["sizes"]
+    ]
+    unequal = [name for name, job in jobs.items() if not job["same_work_every_repeat"]]
+    return [
+        "## 6. Evaluation jobs against the limit",
+        "",
+        f"Each evaluation rule's analysis for `{inputs['language']}` at the config's sizes ({inputs['test_pairs']} "
+        f"test pairs; {inputs['conditions']} conditions from {source_text}), called as its rule calls it on the "
+        "loaded model (inputs read off the clock), against the FLOPs it must do at the "
+        f"{number(case['probe_gflops'])} GFLOP/s of the speed probe's matmul (best of a probe before each job and one "
+        "after): per real token of every pass it runs (stacked condition rows as run, cached prefixes once, padding "
+        "left out) 2 × the computing layers' matmul parameters "
+        f"({number(sum(flops['layer_flops_per_token']) / 1e6)} MFLOP per token through all layers) plus "
+        f"{number(flops['attention_flops_per_key'])} FLOP per attended key (4 × query heads × head dimension; "
+        "sliding windows applied), and "
+        f"{number(flops['logit_flops_per_position'] / 1e6)} MFLOP (2 × d_model × vocabulary) per position whose "
+        "logits are taken. Start-up is the median time from spawning a fresh process to the end of its model and "
+        "tokenizer loads (the first forward pass comes next).",
+        "",
+        *table(
+            [
+                "job",
+                "runs",
+                "start-up",
+                "analysis",
+                "in forward calls",
+                "tokens per layer (padding)",
+                "logit positions",
+                "GFLOP (layers + attention + logits)",
+                "at the probe's rate",
+                "share of the limit",
+                "whole job's share",
+            ],
+            rows,
+        ),  # fmt: skip
+        "",
+        f"Start-up per phase (median s over {startup['repeats']} fresh processes each; the model phase includes "
+        "transformers' lazy imports of the model's code):",
+        "",
+        *table(["job", *STARTUP_COLUMNS.values(), "to the first pass"], phase_rows),
+        "",
+        "- Tokenizer alone, in a fresh process after importing torch, transformers and the tokenizer classes: "
+        f"{loader_text}. The manifest "
+        + (
+            f"records the `{recorded}` loader, which every job uses."
+            if recorded
+            else "records no loader (written before `prepare_model` chose one), so every job loads `AutoTokenizer`."
+        ),
+        "- Logits taken against logits read (loss: every position predicting a real token; multiple choice: every "
+        "continuation token's), per job: " + ("; ".join(checks) if checks else "none measured") + ".",
+        "- Work counted in every repeat: "
+        + ("the same." if not unequal else f"**differs between repeats** for {', '.join(unequal)}."),
+        "",
+    ]
+
+
+# Start-up phases as ``benchmarks.job_startup`` marks them, with their column names.
+STARTUP_COLUMNS = {
+    "interpreter": "interpreter",
+    "import_torch": "import torch",
+    "import_transformers": "import transformers",
+    "module": "analysis module",
+    "model": "model",
+    "tokenizer": "tokenizer",
+}
+LOADER_NAMES = {"auto": "`AutoTokenizer`", "fast": "fast (Rust `tokenizer.json`)"}
+
+
 SECTIONS = {
     "scoring": scoring_section,
     "overhead": overhead_section,
     "batching": batching_section,
     "memory": memory_section,
     "scale": scale_section,
+    "evaluation": evaluation_section,
 }
 
 

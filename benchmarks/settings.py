@@ -49,6 +49,8 @@ class Settings:
     scale_probe_sentences: tuple[int, ...] = (500, 1000, 2000)
     scale_probe_naive_pairs: int = 3
     scale_probe_dims: tuple[int, int] | None = None  # (d_model, d_mlp); None = paper dimensions
+    # The evaluation case's start-up processes: these job kinds only (None: every enabled one).
+    evaluation_startup_jobs: tuple[str, ...] | None = None
     repeats_fast: int = 5
     repeats_slow: int = 3
     repeats_memory: int = 1  # peak RSS is deterministic up to a few MB; one process per size
@@ -119,6 +121,8 @@ def quick_settings() -> Settings:
         scale_probe_sentences=(4, 8),
         scale_probe_naive_pairs=1,
         scale_probe_dims=(64, 224),
+        # One job with the default attention and the attention job (eager): both ways a job loads.
+        evaluation_startup_jobs=("states", "attention"),
         repeats_fast=1,
         repeats_slow=1,
         quick=True,

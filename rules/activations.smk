@@ -21,6 +21,6 @@ rule dump_activations:
         batch_size=config["runtime"]["batch_size"],
         max_batch_tokens=config["runtime"]["max_batch_tokens"],
         max_tokens=config["runtime"]["max_tokens"],
-        device=config["runtime"]["device"],
+        runtime=MODEL_RUNTIME,
     script:
         "../scripts/dump_activations.py"

@@ -8,18 +8,23 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 # Registries and names only: these modules import nothing heavy at start-up.
 from transfer_neurons.data.languages import language  # noqa: E402
 from transfer_neurons.detection.detectors import score_detector  # noqa: E402
+from transfer_neurons.evaluation.multiple_choice import TASK_PREFIX  # noqa: E402
+from transfer_neurons.evaluation import finetune_sets  # noqa: E402
 from transfer_neurons.evaluation.harness_tasks import (
     tasks_for,
     unknown_tasks,
 )  # noqa: E402
 from transfer_neurons.names import SPLITS, expand_groups, knn_metric  # noqa: E402
-from transfer_neurons.reporting.figures import (  # noqa: E402
+from transfer_neurons.reporting import analyses  # noqa: E402, F401  (the registrations)
+from transfer_neurons.reporting.registry import (  # noqa: E402
     DETECTOR_SCOPE,
     FIGURES,
     MODEL_SCOPE,
+    RESULTS,
     figures_of,
+    table_inputs,
+    tables_of,
 )
-from transfer_neurons.reporting.tables import table_inputs, tables_of  # noqa: E402
 
 validate(config, schema="../config/schema.yaml")
 
@@ -27,6 +32,15 @@ MODELS = list(config["models"])
 LANGUAGES = list(config["languages"])
 DETECTORS = list(config["detection"]["detectors"])
 EVALUATION = config["evaluation"]
+# How every model job loads its model: runtime.device and runtime.dtype, one rule parameter
+# (params.runtime) that scripts hand on as **runtime.
+MODEL_RUNTIME = {
+    "device": config["runtime"]["device"],
+    "dtype": config["runtime"]["dtype"],
+}
+# The last layer's state as centroids and analyses read it: normed (the paper's) or raw.
+LAST_LAYER = config["runtime"]["last_layer"]
+LANGUAGE_SPACE = EVALUATION["language_space"]
 
 for _code in [config["pivot_language"], *LANGUAGES]:
     language(_code)  # fails early, naming the known codes
@@ -41,8 +55,27 @@ if _missing_sources:
     raise ValueError(
         f"config: corpus.sources has no entry for languages {_missing_sources}"
     )
+_template = EVALUATION["qa"]["template"]
+_without_prompt = (
+    [] if isinstance(_template, str) else sorted(set(LANGUAGES) - set(_template))
+)
+if _without_prompt:
+    raise ValueError(
+        f"config: evaluation.qa.template has no prompt for languages {_without_prompt}"
+    )
 if config["detection"]["top_n"] not in config["detection"]["top_n_sweep"]:
     raise ValueError("config: detection.top_n must be one of detection.top_n_sweep")
+if LANGUAGE_SPACE["sentences"] == "test" and set(LANGUAGE_SPACE["pca_conditions"]) - {
+    "normal"
+}:
+    raise ValueError(
+        "config: evaluation.language_space.pca_conditions: deactivated conditions need sentences: questions "
+        "(the test dumps hold normal states only)"
+    )
+if EVALUATION["specificity"]["english_pairs"] not in [None, *LANGUAGES]:
+    raise ValueError(
+        f"config: evaluation.specificity.english_pairs must be one of languages {LANGUAGES} or null"
+    )
 
 LM_EVAL = EVALUATION["lm_eval"]
 HARNESS_CONDITIONS = (
@@ -86,11 +119,30 @@ if LM_EVAL["enabled"] and workflow.is_main_process:
             f"({LM_EVAL['include_path']!r})"
         )
 
+# Fine-tuning only chosen neurons (evaluation.finetune): its languages (null: every one), the sets it
+# trains, and the sets it evaluates (the untrained base model too). Names: evaluation/finetune_sets.py.
+FINETUNE = EVALUATION["finetune"]
+FINETUNE_LANGUAGES = (
+    LANGUAGES if FINETUNE["languages"] is None else list(FINETUNE["languages"])
+)
+if set(FINETUNE_LANGUAGES) - set(LANGUAGES):
+    raise ValueError(
+        f"config: evaluation.finetune.languages {FINETUNE_LANGUAGES} must be among languages {LANGUAGES}"
+    )
+FINETUNE_TRAINED_SETS = list(FINETUNE["sets"]) if FINETUNE["enabled"] else []
+FINETUNE_SETS = (
+    [finetune_sets.BASE_SET, *FINETUNE_TRAINED_SETS] if FINETUNE["enabled"] else []
+)
+
 # Optional parts of the workflow that some figures and tables need.
 PARTS = frozenset(
     (["lape"] if config["detection"]["lape"]["enabled"] else [])
+    + (["choices"] if EVALUATION["choices"]["enabled"] else [])
+    + (["amplification"] if EVALUATION["amplification"]["enabled"] else [])
+    + (["logit_lens"] if EVALUATION["logit_lens"]["enabled"] else [])
     + (["lm_eval"] if EVALUATION["lm_eval"]["enabled"] else [])
     + (["patching"] if EVALUATION["patching"]["enabled"] else [])
+    + (["finetune"] if FINETUNE["enabled"] else [])
 )
 DETECTOR_FIGURES = figures_of(DETECTOR_SCOPE, len(DETECTORS), PARTS)
 EVALUATION_FIGURES = figures_of(MODEL_SCOPE, len(DETECTORS), PARTS)
@@ -143,7 +195,14 @@ def data_files():
         for source in config["corpus"]["sources"].values()
         if "path" in source
     ]
-    return sorted(set(corpora + qa_source_file() + harness_task_files(None)))
+    return sorted(
+        set(
+            corpora
+            + qa_source_file()
+            + harness_task_files(None)
+            + language_question_files(None)
+        )
+    )
 
 
 def qa_source_file():
@@ -209,32 +268,83 @@ def intervention_settings(section, batch_size=None):
     }
 
 
+def choice_task_languages(lang):
+    """The languages whose built-in multiple-choice task a language's conditions are scored on: its own and
+    the pivot's (the same task with the same items, in English)."""
+    return [lang, config["pivot_language"]]
+
+
+def choice_task_files(wildcards):
+    directory = EVALUATION["choices"]["task_dir"]
+    return [
+        f"{directory}/{TASK_PREFIX}_{code}.jsonl"
+        for code in choice_task_languages(wildcards.lang)
+    ]
+
+
+def qa_template(lang):
+    """The QA prompt of one language: the one template, or the language's entry of the map."""
+    template = EVALUATION["qa"]["template"]
+    return template if isinstance(template, str) else template[lang]
+
+
+# --- language space ----------------------------------------------------------
+QUESTION_STATES = LANGUAGE_SPACE["sentences"] == "questions"
+
+
+def language_question_source():
+    """The parallel questions of the language-space analyses: the QA set's, or the authors' pickle."""
+    questions = LANGUAGE_SPACE["questions"]
+    if questions == "qa":
+        return {"qa": EVALUATION["qa"]["source"]}
+    return {"authors": questions["authors"]}
+
+
+def language_question_files(wildcards):
+    """The local file the parallel questions come from (none from the hub, or with sentences: test)."""
+    if not QUESTION_STATES:
+        return []
+    source = language_question_source()
+    return qa_source_file() if "qa" in source else [source["authors"]]
+
+
+def language_space_conditions():
+    """The conditions the language-space analyses read (centroid similarity and PCA), normal first."""
+    chosen = [*LANGUAGE_SPACE["conditions"], *LANGUAGE_SPACE["pca_conditions"]]
+    return ["normal", *dict.fromkeys(name for name in chosen if name != "normal")]
+
+
+def language_space_inputs(wildcards):
+    """The states ``language_space`` reads: the language_states directory (questions), or the test
+    dumps and the state evaluation's centroids (test)."""
+    if QUESTION_STATES:
+        return {
+            "states": rules.language_states.output.states.format(model=wildcards.model)
+        }
+    tests = expand(
+        "results/{model}/activations/{lang}/test", model=wildcards.model, lang=LANGUAGES
+    )
+    return {
+        "english": tests[0],
+        "tests": tests,
+        "arrays": expand(
+            rules.evaluate_states.output.arrays, model=wildcards.model, lang=LANGUAGES
+        ),
+    }
+
+
 # --- results, figures and tables ---------------------------------------------
 def result_pattern(name):
-    """Where result ``name`` is written (an output pattern, per language or per model)."""
-    return {
-        "dropped_pairs": rules.prepare_corpus.output.dropped,
-        "detection_pairs": rules.dump_activations.output.pairs,
-        "scores": rules.score_neurons.output.scores,
-        "neurons": rules.score_neurons.output.top,
-        "magnitudes": rules.write_magnitudes.output.magnitudes,
-        "conditions": rules.conditions.output.conditions,
-        "qa": rules.evaluate_qa.output.answers,
-        "states": rules.evaluate_states.output.metrics,
-        "state_pairs": rules.evaluate_states.output.pairs,
-        "loss": rules.evaluate_loss.output.losses,
-        "attention": rules.evaluate_attention.output.shifts,
-        "attention_sentences": rules.evaluate_attention.output.sentences,
-        "attention_example": rules.evaluate_attention.output.example,
-        "lape": rules.lape.output.neurons,
-        "lape_overlap": rules.lape_overlap.output.overlap,
-        "harness": HARNESS_TABLE,
-        "patching": rules.evaluate_patching.output.table,
-        "language_space": rules.language_space.output.similarity,
-        "language_pca": rules.language_space.output.pca,
-        "specificity": rules.language_specificity.output.table,
-        "agreement": rules.detector_agreement.output.table,
-    }[name]
+    """Where result ``name`` is written: the output of the rule its registry entry names."""
+    entry = RESULTS[name]
+    return getattr(getattr(rules, entry.rule).output, entry.output)
+
+
+def result_languages(name):
+    """The languages a result has files for: those with harness tasks, those fine-tuned, or all."""
+    return {"harness": HARNESS_LANGUAGES, "finetune": FINETUNE_LANGUAGES}.get(
+        name, LANGUAGES
+    )
 
 
 def result_files(names, model, detectors=DETECTORS):
@@ -244,9 +354,10 @@ def result_files(names, model, detectors=DETECTORS):
             result_pattern(name),
             model=model,
             detector=detectors,
-            lang=HARNESS_LANGUAGES if name == "harness" else LANGUAGES,
+            lang=result_languages(name),
             split=SPLITS,
             condition=HARNESS_CONDITIONS,
+            neuron_set=FINETUNE_SETS,
         )
         for name in names
     }
@@ -255,7 +366,9 @@ def result_files(names, model, detectors=DETECTORS):
 def figure_inputs(wildcards):
     """A figure's results (of its own detector, for detection figures) and the manifest."""
     detectors = [wildcards.detector] if "detector" in wildcards.keys() else DETECTORS
-    inputs = result_files(FIGURES[wildcards.figure].inputs, wildcards.model, detectors)
+    inputs = result_files(
+        FIGURES[wildcards.figure].result_names(), wildcards.model, detectors
+    )
     return {
         **inputs,
         "manifest": rules.prepare_model.output.manifest.format(model=wildcards.model),
@@ -263,7 +376,7 @@ def figure_inputs(wildcards):
 
 
 def figure_results(wildcards):
-    return list(FIGURES[wildcards.figure].inputs)
+    return list(FIGURES[wildcards.figure].result_names())
 
 
 def summary_table_inputs(wildcards):
@@ -287,7 +400,16 @@ def model_figures(model):
     ]
 
 
+def neuron_browsers():
+    """Each model's neuron browser, where it is enabled."""
+    if not EVALUATION["browser"]["enabled"]:
+        return []
+    return expand("reports/neurons/{model}/index.html", model=MODELS)
+
+
 def all_targets():
-    return [fig for model in MODELS for fig in model_figures(model)] + [
-        "reports/report.html"
-    ]
+    return (
+        [fig for model in MODELS for fig in model_figures(model)]
+        + neuron_browsers()
+        + ["reports/report.html"]
+    )

@@ -11,6 +11,8 @@ rule centroids:
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
         runtime=30,
+    params:
+        last_layer=LAST_LAYER,
     script:
         "../scripts/centroids.py"
 

@@ -33,6 +33,7 @@ rule report_html:
             table=[*SUMMARY_TABLES, "claims"],
         ),
         manifests=expand(rules.prepare_model.output.manifest, model=MODELS),
+        browsers=neuron_browsers(),
         data=data_files(),
     output:
         html="reports/report.html",
@@ -42,7 +43,6 @@ rule report_html:
         "../envs/transfer-neurons.yaml"
     params:
         models=MODELS,
-        tables=SUMMARY_TABLES,
         settings=FIGURE_SETTINGS,
     script:
         "../scripts/report_html.py"

@@ -7,4 +7,4 @@ from transfer_neurons.detection.stages import compute_centroids
 from transfer_neurons.logs import logged_to
 
 with logged_to(snakemake.log[0]):
-    compute_centroids(snakemake.input.train, snakemake.output.centroids)
+    compute_centroids(snakemake.input.train, snakemake.output.centroids, snakemake.params.last_layer)

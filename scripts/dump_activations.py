@@ -16,5 +16,5 @@ with logged_to(snakemake.log[0]):
         batch_size=snakemake.params.batch_size,
         max_batch_tokens=snakemake.params.max_batch_tokens,
         max_tokens=snakemake.params.max_tokens,
-        device=snakemake.params.device,
+        **snakemake.params.runtime,
     )

@@ -15,7 +15,7 @@ with logged_to(snakemake.log[0]):
         InterventionSettings(**snakemake.params.settings),
         n_sentences=snakemake.params.n_sentences,
         seed=snakemake.params.seed,
-        device=snakemake.params.device,
+        **snakemake.params.runtime,
         labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
     )
     shifts.write_parquet(snakemake.output.shifts)

@@ -27,6 +27,6 @@ with logged_to(snakemake.log[0]):
         factor=params.factor,
         positions=params.positions,
         bootstrap_iters=params.bootstrap_iters,
-        device=params.device,
+        **params.runtime,
         labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
     )

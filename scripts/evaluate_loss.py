@@ -19,6 +19,6 @@ with logged_to(snakemake.log[0]):
         pivot=snakemake.params.pivot,
         n_sentences=snakemake.params.n_sentences,
         every_language=snakemake.params.every_language,
-        device=snakemake.params.device,
+        **snakemake.params.runtime,
         labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
     ).write_parquet(snakemake.output.losses)

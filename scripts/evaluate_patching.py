@@ -7,7 +7,7 @@ from transfer_neurons.evaluation.patching import run_patching
 from transfer_neurons.logs import logged_to
 
 with logged_to(snakemake.log[0]):
-    run_patching(
+    by_layer, by_pair = run_patching(
         snakemake.input.manifest,
         snakemake.input.pairs,
         snakemake.input.train,
@@ -17,6 +17,9 @@ with logged_to(snakemake.log[0]):
         max_batch_tokens=snakemake.params.max_batch_tokens,
         knn_k=snakemake.params.knn_k,
         max_pairs=snakemake.params.max_pairs,
-        device=snakemake.params.device,
+        last_layer=snakemake.params.last_layer,
+        **snakemake.params.runtime,
         labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
-    ).write_parquet(snakemake.output.table)
+    )
+    by_layer.write_parquet(snakemake.output.table)
+    by_pair.write_parquet(snakemake.output.pairs)

@@ -16,6 +16,6 @@ with logged_to(snakemake.log[0]):
         InterventionSettings(**snakemake.params.settings),
         QASettings(**snakemake.params.qa),
         main_label=snakemake.params.main_label,
-        device=snakemake.params.device,
+        **snakemake.params.runtime,
         labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
     ).write_parquet(snakemake.output.answers)

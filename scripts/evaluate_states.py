@@ -15,7 +15,8 @@ with logged_to(snakemake.log[0]):
         snakemake.input.conditions,
         InterventionSettings(**snakemake.params.settings),
         knn_ks=snakemake.params.knn_k,
-        device=snakemake.params.device,
+        last_layer=snakemake.params.last_layer,
+        **snakemake.params.runtime,
         labels={"model": snakemake.wildcards.model, "language": snakemake.wildcards.lang},
         arrays_path=snakemake.output.arrays,
     )

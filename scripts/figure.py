@@ -6,7 +6,8 @@ from pathlib import Path
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.logs import logged_to
 from transfer_neurons.model.manifest import manifest_facts
-from transfer_neurons.reporting.figures import FigureContext, FigureSettings, draw_figure
+from transfer_neurons.reporting.figures import draw_figure
+from transfer_neurons.reporting.registry import FigureContext, FigureSettings
 
 with logged_to(snakemake.log[0]):
     context = FigureContext(

@@ -5,7 +5,7 @@ import sys
 sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.logs import logged_to
 from transfer_neurons.model.manifest import manifest_facts
-from transfer_neurons.reporting.figures import FigureContext, FigureSettings
+from transfer_neurons.reporting.registry import FigureContext, FigureSettings
 from transfer_neurons.reporting.tables import write_summary_tables
 
 with logged_to(snakemake.log[0]):

@@ -73,3 +73,59 @@ def test_unsupported_architecture_names_supported_families():
 
     with pytest.raises(UnsupportedArchitectureError, match="LlamaForCausalLM"):
         adapter_for(TinyGPT())
+
+
+def test_input_projection_rows_feed_their_neuron(model, tokenizer):
+    """Zeroing row i of every input projection (and its bias) sets neuron i to act(0) and leaves others alone."""
+    adapter = adapter_for(model)
+    layer, neuron = 1, 5
+    _, batch, before = run_capture(model, tokenizer, last_token_only=False)
+    with torch.no_grad():
+        for projection in adapter.input_projections(layer):
+            assert projection.weight.shape == (adapter.facts.d_mlp, adapter.facts.d_model)
+            projection.weight[neuron] = 0.0
+            if projection.bias is not None:
+                projection.bias[neuron] = 0.0
+    _, _, after = run_capture(model, tokenizer, last_token_only=False)
+    real = batch.attention_mask.bool()
+    # Gated: act(gate = 0) * (up = 0) = 0; otherwise act(0).
+    zero_input = 0.0 if adapter.facts.gated_mlp else adapter.activation_function(layer)(torch.zeros(1)).item()
+    changed = after.neuron_activations[layer][real][:, neuron]
+    torch.testing.assert_close(changed, torch.full_like(changed, zero_input))
+    assert not torch.allclose(before.neuron_activations[layer][real][:, neuron], changed)
+    others = torch.arange(adapter.facts.d_mlp) != neuron
+    torch.testing.assert_close(
+        after.neuron_activations[layer][real][:, others], before.neuron_activations[layer][real][:, others]
+    )
+
+
+def test_mlp_module_names_are_the_native_paths(model):
+    adapter = adapter_for(model)
+    names = adapter.mlp_module_names(2)
+    roles = list(adapter.named_input_projections(2))
+    assert list(names) == [*roles, "down"]
+    assert roles == (["gate", "up"] if adapter.facts.gated_mlp else ["in"])
+    for role, module in {**adapter.named_input_projections(2), "down": adapter.down_projection(2)}.items():
+        assert model.get_submodule(names[role]) is module
+        assert ".2." in names[role]
+    assert names["down"].rsplit(".", 1)[1] in {"down_proj", "dense_4h_to_h"}
+
+
+def test_input_projection_rows_are_the_whole_preactivation(model, tokenizer):
+    """Copying rows j onto rows i of every input projection makes neuron i compute neuron j.
+
+    Unlike zeroing (act(0) * up = 0 whatever up is), this fails if any input projection is missing.
+    """
+    adapter = adapter_for(model)
+    layer, neuron, source = 2, 3, 7
+    _, batch, before = run_capture(model, tokenizer, last_token_only=False)
+    with torch.no_grad():
+        for projection in adapter.input_projections(layer):
+            projection.weight[neuron] = projection.weight[source]
+            if projection.bias is not None:
+                projection.bias[neuron] = projection.bias[source]
+    _, _, after = run_capture(model, tokenizer, last_token_only=False)
+    real = batch.attention_mask.bool()
+    acts = after.neuron_activations[layer][real]
+    torch.testing.assert_close(acts[:, neuron], acts[:, source])
+    torch.testing.assert_close(acts[:, source], before.neuron_activations[layer][real][:, source])

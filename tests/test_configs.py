@@ -16,7 +16,7 @@ SCHEMA = str(REPO / "config" / "schema.yaml")
 DEFAULT = REPO / "config" / "config.yaml"
 # Configs a run replaces the default with, and configs laid over it (as --configfile does).
 FULL_CONFIGS = [DEFAULT, REPO / "config" / "paper.yaml", *sorted(CONFIGS.glob("*.yaml"))]
-OVERLAYS = [REPO / "config" / "languages-12.yaml", REPO / "config" / "cpu-full.yaml"]
+OVERLAYS = [REPO / "config" / name for name in ("languages-12.yaml", "cpu-full.yaml", "finetune.yaml")]
 
 
 def merged(base: dict, overlay: dict) -> dict:
@@ -84,3 +84,26 @@ def test_options_added_later_default_to_their_earlier_behaviour():
     validate(config, SCHEMA)
     assert config["evaluation"]["lm_eval"]["jobs"] == "per_condition"
     assert config["evaluation"]["loss"]["text"] == "every"
+
+
+def test_precision_last_layer_and_language_space_options_have_defaults():
+    # A config written before runtime.dtype, runtime.last_layer and the language-space options existed
+    # validates; the defaults are today's precision, the paper's last layer and the test-split analyses.
+    config = yaml.safe_load(DEFAULT.read_text())
+    for key in ("dtype", "last_layer"):
+        del config["runtime"][key]
+    config["evaluation"]["language_space"] = {"pca_depths": [0.5]}
+    del config["evaluation"]["specificity"]["english_pairs"]
+    validate(config, SCHEMA)
+    assert (config["runtime"]["dtype"], config["runtime"]["last_layer"]) == ("auto", "normed")
+    space = config["evaluation"]["language_space"]
+    assert (space["sentences"], space["embedding"], space["pca_layers"]) == ("test", False, "depths")
+    assert space["pca_conditions"] == ["normal"] and space["svd_thresholds"] == [0.9, 0.95, 0.99]
+    assert config["evaluation"]["specificity"]["english_pairs"] is None
+
+
+def test_an_unknown_precision_is_refused():
+    config = yaml.safe_load(DEFAULT.read_text())
+    config["runtime"]["dtype"] = "float64"
+    with pytest.raises(WorkflowError, match="float64"):
+        validate(config, SCHEMA)

@@ -122,6 +122,15 @@ def test_caps_limit_each_split():
     assert len(sentences(pairs, "test", "target")) == 5
 
 
+def test_a_split_the_source_carries_is_kept_not_rehashed():
+    ids = [f"s{i:04d}" for i in range(6)]
+    given = ["test", "train", "train", "test", "train", "train"]
+    assert [split_of(pair_id, 50) for pair_id in ids] != given  # the hash rule alone would differ
+    pairs = pl.DataFrame({"id": ids, "pivot_text": ids, "target_text": ids, "split": given})
+    kept = assign_splits(pairs, 50)
+    assert dict(zip(kept["id"], kept["split"], strict=True)) == dict(zip(ids, given, strict=True))
+
+
 def test_hub_loader_reads_tatoeba_layout_from_local_files(tmp_path):
     """The hub code path, driven by a local parquet file with Tatoeba's ``translation`` layout."""
     records = [

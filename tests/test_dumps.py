@@ -14,7 +14,7 @@ from transfer_neurons.data.storage import ScaledArrayWriter, read_scaled
 from transfer_neurons.detection.centroids import type1_centroids, type2_centroids
 from transfer_neurons.model.adapters import adapter_for
 from transfer_neurons.model.batching import length_sorted_batches
-from transfer_neurons.model.hooks import capture_states
+from transfer_neurons.model.hooks import HookSession, capture_states
 
 SENTENCES = [f"Sentence number {i} is here." for i in range(11)]
 
@@ -128,16 +128,11 @@ def test_active_counts_are_positive_gate_inputs_over_language_tokens(tmp_path, l
         ids = tokenizer(sentence)["input_ids"]
         keep = torch.tensor([token not in tokenizer.all_special_ids for token in ids])  # no BOS
         inputs = {}
-        handles = [
-            pre_activation_module(adapter, layer).register_forward_hook(
-                lambda module, args, output, layer=layer, inputs=inputs: inputs.__setitem__(layer, output[0])
-            )
-            for layer in range(adapter.facts.n_layers)
-        ]
-        with torch.no_grad():
+        with HookSession(adapter) as session, torch.no_grad():
+            for layer in range(adapter.facts.n_layers):
+                session.observe(pre_activation_module(adapter, layer), lambda module, args, output, layer=layer,
+                                inputs=inputs: inputs.__setitem__(layer, output[0]))  # fmt: skip
             loaded.model(torch.tensor([ids]))
-        for handle in handles:
-            handle.remove()
         for layer, values in inputs.items():
             expected[layer] += ((values > 0) & keep[:, None]).sum(dim=0).numpy()
     assert (

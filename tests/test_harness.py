@@ -76,10 +76,7 @@ def harness_run():
         tokenizer = tiny_tokenizer()
         model = tiny_model("llama")
         loaded = LoadedModel(model, tokenizer, adapter_for(model))
-        zeroed = copy.deepcopy(model)
-        with torch.no_grad():
-            for layer, neurons in NEURONS.items():
-                zeroed.model.layers[layer].mlp.down_proj.weight[:, neurons] = 0.0
+        zeroed = zeroed_copy(model)
         runs = {
             "plain": log_likelihoods(HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4)),
             "zeroed": log_likelihoods(HFLM(pretrained=zeroed, tokenizer=tokenizer, batch_size=4)),
@@ -107,35 +104,36 @@ def test_normal_condition_equals_the_plain_harness(harness_run):
 
 def test_prompt_mode_scales_the_context_but_not_the_answer(harness_run):
     loaded, runs = harness_run
+    zeroed = zeroed_copy(loaded.model)
     items = [json.loads(line) for line in (TASK_DIR / "tn_mc_ja.jsonl").read_text(encoding="utf-8").splitlines()]
     expected = []
     for item in items[:LIMIT]:
         context = f"Q: {item['question']}\nA:"
         for choice in item["choices"]:
-            expected.append(reference_log_likelihood(loaded, context, " " + choice))
+            expected.append(reference_log_likelihood(loaded, zeroed, context, " " + choice))
     torch.testing.assert_close(runs["prompt"][0], torch.tensor(expected, dtype=torch.float64), atol=1e-4, rtol=1e-4)
 
 
-def reference_log_likelihood(loaded, context: str, continuation: str) -> float:
-    """One request alone: neurons scaled at the context's positions only, continuation scored."""
+def zeroed_copy(model):
+    """The model with the chosen neurons' down-projection columns zeroed: their writes removed everywhere."""
+    zeroed = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer, neurons in NEURONS.items():
+            zeroed.model.layers[layer].mlp.down_proj.weight[:, neurons] = 0.0
+    return zeroed
+
+
+def reference_log_likelihood(loaded, zeroed, context: str, continuation: str) -> float:
+    """One request alone, without hooks: the context read by the zeroed model (its neurons deactivated
+    at the context's positions), the continuation by the plain model from that context's cache."""
     tokenizer = loaded.tokenizer
     whole = tokenizer(context + continuation)["input_ids"]
     n_context = len(tokenizer(context)["input_ids"])
-    handles = []
-    for layer, neurons in NEURONS.items():
-
-        def hook(module, args, neurons=neurons):
-            activations = args[0].clone()
-            activations[:, :n_context, neurons] = 0.0
-            return (activations, *args[1:])
-
-        handles.append(loaded.adapter.down_projection(layer).register_forward_pre_hook(hook))
-    try:
-        with torch.no_grad():
-            logits = loaded.model(torch.tensor([whole[:-1]])).logits[0]
-    finally:
-        for handle in handles:
-            handle.remove()
+    ids = torch.tensor([whole[:-1]])
+    with torch.no_grad():
+        prefix = zeroed(ids[:, :n_context], use_cache=True)
+        rest = loaded.model(ids[:, n_context:], past_key_values=prefix.past_key_values)
+    logits = torch.cat([prefix.logits, rest.logits], dim=1)[0]
     log_probs = torch.log_softmax(logits.double(), dim=-1)
     return float(sum(log_probs[position - 1, whole[position]] for position in range(n_context, len(whole))))
 

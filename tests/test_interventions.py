@@ -6,15 +6,14 @@ import torch
 
 from transfer_neurons.evaluation.conditions import (
     BaselineSettings,
-    InterventionSettings,
     build_conditions,
     condition_names,
     condition_neurons,
 )
-from transfer_neurons.evaluation.qa import answers_by_condition
+from transfer_neurons.evaluation.qa import answers_by_run
 from transfer_neurons.model.adapters import adapter_for
 from transfer_neurons.model.batching import tokenize
-from transfer_neurons.model.hooks import scaled_neurons
+from transfer_neurons.model.hooks import HookSession, NeuronEdit, scaled_neurons
 
 SENTENCES = ["The cat sleeps on the sofa.", "猫は寝ています。", "Dov'è la stazione?"]
 CHOSEN = {0: [1, 5, 7], 2: [0, 3]}
@@ -65,13 +64,10 @@ def seen_positions(model, mode):
         scaled.append(args[0][0, :, 1].clone())
 
     prompt = torch.tensor([[1, 5, 6, 7]])
-    with scaled_neurons(adapter, {0: [1]}, factor=0.0, positions=mode):
-        handle = adapter.down_projection(0).register_forward_pre_hook(record)
-        try:
-            model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=3, do_sample=False,
-                           min_new_tokens=3, pad_token_id=0)  # fmt: skip
-        finally:
-            handle.remove()
+    with scaled_neurons(adapter, {0: [1]}, factor=0.0, positions=mode) as session:
+        session.observe(adapter.down_projection(0), record, before=True)
+        model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=3, do_sample=False,
+                       min_new_tokens=3, pad_token_id=0)  # fmt: skip
     return [(step == 0).tolist() for step in scaled]
 
 
@@ -81,6 +77,7 @@ def seen_positions(model, mode):
         ("prompt", [True, True, True, True], [False]),
         ("prompt_last", [False, False, False, True], [False]),
         ("last", [False, False, False, True], [True]),
+        ("all", [True, True, True, True], [True]),
     ],
 )
 def test_position_modes_during_generation(mode, expected_prompt, expected_steps):
@@ -92,8 +89,10 @@ def test_position_modes_during_generation(mode, expected_prompt, expected_steps)
 
 
 def test_unknown_position_mode_is_rejected(model):
-    with pytest.raises(ValueError, match="prompt_last"), scaled_neurons(adapter_for(model), CHOSEN, positions="all"):
+    with pytest.raises(ValueError, match="prompt_last"), scaled_neurons(adapter_for(model), CHOSEN, positions="first"):
         pass
+    with pytest.raises(ValueError, match="unknown site"):
+        HookSession(adapter_for(model)).site("attention", 0)
 
 
 def top_table():
@@ -135,11 +134,10 @@ def test_conditions_have_matching_counts_and_exclude_transfer_neurons():
 def test_shared_prompt_prefix_gives_the_answers_of_full_generation(family, loaded, mode):
     prompts = ["Q: Where is the station?\nA:", "Q: 猫は?\nA:", "Q: Wie schreef Max Havelaar en waarom?\nA:"]
     every_neuron = list(range(loaded.facts.d_mlp))
-    neuron_sets = {"normal": {}, "amplified": {0: every_neuron, 1: every_neuron}}
-    settings = InterventionSettings(positions=mode, factor=-40.0, batch_size=3)
+    runs = {"normal": NeuronEdit(), "amplified": NeuronEdit({0: every_neuron, 1: every_neuron}, -40.0, mode)}
 
     def answers(share_prefix):
-        return answers_by_condition(loaded, prompts, neuron_sets, settings, 5, share_prefix=share_prefix)
+        return answers_by_run(loaded, prompts, runs, max_new_tokens=5, stop="newline", share_prefix=share_prefix)
 
     shared = answers(True)
     assert shared == answers(False)

@@ -14,12 +14,14 @@ import yaml
 from snakemake.utils import validate
 
 from tests.workflow_helpers import REPO, snakemake
-from transfer_neurons.reporting.figures import DETECTOR_SCOPE, MODEL_SCOPE, figures_of
+from transfer_neurons.reporting import analyses  # noqa: F401  (the registrations)
+from transfer_neurons.reporting.registry import DETECTOR_SCOPE, MODEL_SCOPE, figures_of
 
 PAPER = REPO / "config" / "paper.yaml"
 PROFILE = REPO / "profiles" / "slurm"
 MODELS, LANGUAGES, DETECTORS, SPLITS = 3, 4, 2, 2
-PARTS = frozenset({"lape", "lm_eval", "patching"})
+PARTS = frozenset({"lape", "lm_eval", "patching", "choices", "amplification", "logit_lens", "finetune"})
+FINETUNE_SETS = 7  # paper.yaml trains every set; each is evaluated, and so is the untrained base
 # MMLU-ProX exists in ja, ko and it; normal, Type-1, Type-2 and Type-1 random with 3 seeds.
 HARNESS_LANGUAGES, HARNESS_CONDITIONS = 3, 1 + 2 + 3
 PAPER_LANGUAGES = ["ja", "nl", "ko", "it"]
@@ -43,6 +45,17 @@ EXPECTED_JOBS = {
     "evaluate_harness": MODELS * HARNESS_LANGUAGES * HARNESS_CONDITIONS,
     "evaluate_patching": MODELS * LANGUAGES,
     "evaluate_attention": MODELS * LANGUAGES,
+    "evaluate_choices": MODELS * LANGUAGES,
+    "evaluate_amplification": MODELS * LANGUAGES,
+    "evaluate_logit_lens": MODELS * LANGUAGES,
+    "finetune": MODELS * LANGUAGES * FINETUNE_SETS,
+    "evaluate_finetuned": MODELS * LANGUAGES * (FINETUNE_SETS + 1),
+    "neuron_tokens": MODELS * LANGUAGES,
+    "neuron_lens": MODELS,
+    "neuron_profiles": MODELS,
+    "neuron_browser": MODELS,
+    # paper.yaml reads the language space on parallel questions: one states job per model.
+    "language_states": MODELS,
     "language_space": MODELS,
     "language_specificity": MODELS,
     "detector_agreement": MODELS,
@@ -54,7 +67,8 @@ EXPECTED_JOBS = {
 # Rules that run a model forward pass: one GPU each. Every other rule asks for none.
 GPU_RULES = {
     "dump_activations", "evaluate_states", "evaluate_qa", "evaluate_loss", "evaluate_harness", "evaluate_patching",
-    "evaluate_attention",
+    "evaluate_attention", "language_states", "evaluate_choices", "evaluate_amplification", "evaluate_logit_lens",
+    "finetune", "evaluate_finetuned", "neuron_tokens", "neuron_lens",
 }  # fmt: skip
 # Rules that hold a whole model in host memory (prepare_model reads it on the CPU).
 MODEL_MEMORY_RULES = GPU_RULES | {"prepare_model", "centroids", "score_neurons", "write_magnitudes"}
@@ -81,6 +95,7 @@ def dry_run(tmp_path_factory) -> str:
     """Output of the documented command, run in a directory laid out like the repository."""
     workdir = tmp_path_factory.mktemp("paper")
     (workdir / "config").symlink_to(REPO / "config")  # the Snakefile's own configfile
+    (workdir / "data").symlink_to(REPO / "data")  # the built-in multiple-choice task files
     (workdir / "config.yaml").symlink_to(PAPER)  # what workflow_helpers passes as --configfile
     with pytest.MonkeyPatch.context() as patch:
         for name, value in OFFLINE.items():
@@ -147,3 +162,13 @@ def test_every_cluster_job_has_memory_and_runtime(dry_run):
     for rule, jobs in job_resources(dry_run).items():
         if rule != "all":
             assert all("mem_mb" in job and "runtime" in job for job in jobs), rule
+
+
+def test_paper_config_uses_the_authors_precision_last_layer_and_language_space(paper):
+    assert paper["runtime"]["dtype"] == "float32"  # AutoModelForCausalLM.from_pretrained without a dtype
+    assert paper["runtime"]["last_layer"] == "normed"  # their hidden_states[-1]
+    space = paper["evaluation"]["language_space"]
+    assert space["sentences"] == "questions" and space["embedding"] is True
+    assert space["pca_layers"] == "type2" and "type2" in space["pca_conditions"]
+    assert space["max_questions"] == 1000
+    assert paper["evaluation"]["specificity"]["english_pairs"] == "nl"  # their en_mono_test

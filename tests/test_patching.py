@@ -4,9 +4,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from transfer_neurons.evaluation.patching import Patch, last_token_runs, no_hooks, patch_hooks, run_name, runs_per_pass
-from transfer_neurons.model.batching import last_token_forward, prefix_cache, tokenize
-from transfer_neurons.model.hooks import capture_states, patched_neurons, scaled_neurons
+from transfer_neurons.evaluation.patching import Patch, last_token_runs, no_hooks, patch_hooks, run_name
+from transfer_neurons.model.batching import copies_per_pass, last_token_forward, prefix_cache, tokenize
+from transfer_neurons.model.hooks import HookSession, NeuronEdit
 
 PAIRS = pl.DataFrame(
     {
@@ -52,14 +52,12 @@ def one_run_at_a_time(loaded, sentences, hooks_for, factor):
     with torch.no_grad():
         cache = prefix_cache(loaded.model, batch)
     scaled, patches = hooks_for(list(range(len(sentences))))
-    with (
-        torch.no_grad(),
-        scaled_neurons(loaded.adapter, scaled, factor, "last"),
-        patched_neurons(loaded.adapter, patches),
-        capture_states(loaded.adapter) as captured,
-    ):
+    with torch.no_grad(), HookSession(loaded.adapter) as session:
+        session.edit_neurons([NeuronEdit(scaled, factor, "last")])  # scaled first, then set: two edits
+        session.edit_neurons([NeuronEdit(patched=patches, positions="last")])
+        capture = session.capture()
         last_token_forward(loaded.model, batch, copy.deepcopy(cache))
-    return captured["states"].layer_output.numpy(), captured["states"].neuron_activations.numpy()
+    return capture.states.layer_output.numpy(), capture.states.neuron_activations.numpy()
 
 
 def test_runs_stacked_in_one_pass_equal_each_run_alone(loaded):
@@ -80,8 +78,39 @@ def test_runs_stacked_in_one_pass_equal_each_run_alone(loaded):
     assert not np.allclose(stacked[run_name(patches[2])][0][-1], stacked["corrupted"][0][-1], atol=1e-4)
 
 
-def test_runs_per_pass_keeps_the_stacked_cache_within_the_token_limit():
-    assert runs_per_pass(batch_tokens=100, n_runs=43, max_batch_tokens=4096) == 40
-    assert runs_per_pass(batch_tokens=100, n_runs=7, max_batch_tokens=4096) == 7
-    assert runs_per_pass(batch_tokens=5000, n_runs=43, max_batch_tokens=4096) == 1  # a long batch runs alone
-    assert runs_per_pass(batch_tokens=100, n_runs=43, max_batch_tokens=None) == 43
+def test_copies_per_pass_keeps_the_stacked_batch_within_the_token_limit():
+    assert copies_per_pass(rows=10, width=10, copies=43, max_batch_tokens=4096) == 40
+    assert copies_per_pass(rows=10, width=10, copies=7, max_batch_tokens=4096) == 7
+    assert copies_per_pass(rows=50, width=100, copies=43, max_batch_tokens=4096) == 1  # a long batch runs alone
+    assert copies_per_pass(rows=10, width=10, copies=43, max_batch_tokens=None) == 43
+
+
+def test_the_per_pair_table_averages_each_pairs_layers_and_matches_the_layer_table():
+    from transfer_neurons.evaluation.patching import patching_tables
+
+    rng = np.random.default_rng(0)
+    english = rng.normal(size=(3, 8, 5))
+    clean = english + rng.normal(scale=0.3, size=english.shape)
+    corrupted = rng.normal(size=english.shape)
+    patches = [Patch(None, None, None, ()), Patch("clean", "cumulative", 2, (0, 2)), Patch("mean", "single", 0, (0,))]
+    patched = {"corrupted": corrupted, "clean/cumulative/2": clean, "mean/single/0": (clean + corrupted) / 2}
+    by_layer, by_pair = patching_tables(english, clean, patched, patches, k=3)
+    assert set(by_pair["source"]) == {"clean", "mean"}  # the corrupted run is every row's "corrupted"
+    assert by_pair.height == 2 * 2 * 8  # runs x metrics x pairs
+    restored = by_pair.filter(pl.col("source") == "clean")
+    np.testing.assert_allclose(restored["value"], restored["clean"])  # patched with clean values: clean again
+    cosines = by_pair.filter((pl.col("source") == "mean") & (pl.col("metric") == "parallel_cosine")).sort("pair")
+    expected = np.einsum("lnd,lnd->ln", english, (clean + corrupted) / 2) / (
+        np.linalg.norm(english, axis=-1) * np.linalg.norm((clean + corrupted) / 2, axis=-1)
+    )
+    np.testing.assert_allclose(cosines["value"], expected.mean(axis=0))
+    # the mean over pairs of each pair's layer mean is the mean over layers of each layer's alignment
+    keys = ["source", "scope", "patched_layer", "metric"]
+    pair_means = by_pair.group_by(keys).agg(pl.col("value", "clean", "corrupted").mean())
+    layer_means = (
+        by_layer.filter(pl.col("source").is_not_null()).group_by(keys).agg(pl.col("value", "clean", "corrupted").mean())
+    )
+    joined = pair_means.join(layer_means, on=keys, suffix="_layers")
+    assert joined.height == 4
+    for column in ("value", "clean", "corrupted"):
+        np.testing.assert_allclose(joined[column], joined[f"{column}_layers"])

@@ -5,9 +5,9 @@ import torch
 from transfer_neurons.data.dumps import last_token_states
 from transfer_neurons.evaluation.alignment import derangement, row_cosines
 from transfer_neurons.evaluation.conditions import InterventionSettings
-from transfer_neurons.evaluation.states import first_touched_layer, states_by_condition
+from transfer_neurons.evaluation.states import states_by_run
 from transfer_neurons.model.batching import batches, decoder_forward, tokenize
-from transfer_neurons.model.hooks import recording_layer_outputs, replaying_layer_outputs, scaled_neurons
+from transfer_neurons.model.hooks import HookSession, NeuronEdit, scaled_neurons
 
 SENTENCES = ["The cat sleeps on the sofa.", "猫は寝ています。", "Dov'è la stazione?", "Hallo"]
 
@@ -30,7 +30,9 @@ def test_shared_prefix_and_replay_give_the_states_of_full_passes(loaded, positio
     neuron_sets = {"normal": {}, "early": {0: [1, 5], last: [2]}, "late": {last: [0, 3, 7]}, "middle": {1: [4]}}
     settings = InterventionSettings(positions=positions, factor=0.0, batch_size=3)
     pivot_activations = np.random.default_rng(0).normal(size=(last + 1, len(SENTENCES), adapter.facts.d_mlp))
-    replayed = states_by_condition(loaded, SENTENCES, neuron_sets, settings, pivot_activations)
+    runs = {name: NeuronEdit(neurons, settings.factor, settings.positions) for name, neurons in neuron_sets.items()}
+    replayed = states_by_run(loaded, SENTENCES, runs, batch_size=settings.batch_size, max_batch_tokens=None,
+                             pivot_activations=pivot_activations)  # fmt: skip
     for name, neurons in neuron_sets.items():
         outputs, activations = states_under(loaded, neurons, settings)
         np.testing.assert_allclose(replayed[name].layer_output, outputs, atol=1e-5, rtol=1e-5)
@@ -51,21 +53,21 @@ def test_replay_skips_the_layer_computation_and_restores_it(loaded):
     model, tokenizer, adapter = loaded.model, loaded.tokenizer, loaded.adapter
     layer = adapter.layers()[0]
     calls = []
-    handle = adapter.contribution_module(0).register_forward_hook(lambda *args: calls.append(1))
-    try:
-        with recording_layer_outputs(adapter) as recorded:
+    with HookSession(adapter) as counting:
+        counting.observe(adapter.contribution_module(0), lambda *args: calls.append(1))
+        with HookSession(adapter) as session:
+            recorded = session.record_layers()
             last_token_states(loaded, SENTENCES[:2])
         assert len(calls) == 1
-        with replaying_layer_outputs(adapter, {0: recorded[0]}), torch.no_grad():
+        with HookSession(adapter) as session, torch.no_grad():
+            session.replay_layers({0: recorded[0]})
             decoder_forward(model, tokenize(tokenizer, SENTENCES[:2]))
         assert len(calls) == 1  # layer 0's MLP did not run
         assert "forward" not in vars(layer)
         last_token_states(loaded, SENTENCES[:2])
         assert len(calls) == 2
-    finally:
-        handle.remove()
 
 
-def test_first_touched_layer():
-    assert first_touched_layer({3: [1], 1: [0], 0: []}, 6) == 1
-    assert first_touched_layer({}, 6) == 6
+def test_an_edit_names_the_layers_it_touches():
+    assert NeuronEdit({3: [1], 1: [0], 0: []}).layers() == {1, 3}
+    assert NeuronEdit().layers() == set()

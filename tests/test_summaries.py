@@ -1,7 +1,10 @@
+import numpy as np
 import polars as pl
 import pytest
 
-from transfer_neurons.reporting.summaries import qa_contrasts, qa_summary, specificity_summary, with_group
+from transfer_neurons.reporting.analyses.qa import qa_contrasts, qa_summary
+from transfer_neurons.reporting.analyses.specificity import specificity_summary
+from transfer_neurons.reporting.summaries import with_group
 
 
 def answers_table():
@@ -50,7 +53,7 @@ def test_specificity_shares():
 
 
 def test_data_summary_counts_every_step_per_language_and_split():
-    from transfer_neurons.reporting.summaries import data_summary
+    from transfer_neurons.reporting.analyses.data import data_summary
 
     reasons = ["repeated en sentence", "repeated ja sentence", "repeated en sentence"]
     dropped = pl.DataFrame({"language": ["ja", "ja", "ja"], "id": ["2", "4", "5"], "reason": reasons})
@@ -67,3 +70,113 @@ def test_data_summary_counts_every_step_per_language_and_split():
         ("test", "dropped: over runtime.max_tokens"): 0,
         ("test", "used for detection"): 2,
     }
+
+
+# --- the paper's QA aggregation: the questions the unmodified model answers well -------------------
+# Per question: normal F1, Type-1 F1, and the random baseline's F1 under seeds 0 and 1. q4 is answered
+# well only under the baseline (and Type-1): it must stay out of the paper's subsets.
+PAPER_QUESTIONS = {
+    "q0": (1.0, 0.0, 1.0, 0.5),
+    "q1": (0.9, 0.5, 1.0, 1.0),
+    "q2": (0.6, 0.6, 0.6, 0.6),
+    "q3": (0.4, 0.4, 0.4, 0.4),
+    "q4": (0.0, 1.0, 1.0, 1.0),
+    "q5": (0.8, 0.0, 0.8, 0.8),
+}
+
+
+def paper_answers_table():
+    rows = []
+    for example, scores in PAPER_QUESTIONS.items():
+        for (condition, kind, neuron_type, seed), f1 in zip(
+            [("normal", "normal", None, None), ("type1", "transfer", "type1", None),
+             ("random_type1_s0", "random", "type1", 0), ("random_type1_s1", "random", "type1", 1)],
+            scores, strict=True,
+        ):  # fmt: skip
+            rows.append({"model": "m", "language": "ja", "positions": "prompt", "condition": condition, "kind": kind,
+                         "neuron_type": neuron_type, "top_n_label": None if kind == "normal" else "10",
+                         "seed": seed, "example_id": example, "f1": f1, "em": float(f1 == 1.0)})  # fmt: skip
+    return pl.DataFrame(rows)
+
+
+def percentile_interval(values, resamples):
+    """The percentile bootstrap 95 % interval of the mean, drawn as the summaries draw it (seed 0)."""
+    values = np.asarray(values, dtype=np.float64)
+    draws = np.random.default_rng(0).integers(0, len(values), size=(resamples, len(values)))
+    return tuple(np.percentile(values[draws].mean(axis=1), [2.5, 97.5]))
+
+
+def test_qa_threshold_summary_scores_every_group_on_the_normal_conditions_subset():
+    from transfer_neurons.reporting.analyses.qa import PAPER_THRESHOLDS, qa_threshold_summary
+
+    assert PAPER_THRESHOLDS == (0.8, 0.5)
+    summary = qa_threshold_summary(paper_answers_table(), main_label="10", resamples=500)
+    rows = {(row["subset"], row["group"]): row for row in summary.iter_rows(named=True)}
+    assert {subset for subset, _ in rows} == {"all", "f1>=0.5", "f1>=0.8"}
+    # F1 >= 0.8 without intervention: q0, q1, q5 (not q4, which only the baseline answers)
+    expected = {"normal": [1.0, 0.9, 0.8], "type1": [0.0, 0.5, 0.0], "random_type1": [0.75, 1.0, 0.8]}
+    for group, values in expected.items():
+        row = rows[("f1>=0.8", group)]
+        assert row["n_questions"] == 3 and row["threshold"] == 0.8
+        assert row["mkqa_f1"] == pytest.approx(np.mean(values))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(percentile_interval(values, 500))
+    assert rows[("f1>=0.8", "random_type1")]["n_seeds"] == 2
+    # F1 >= 0.5: q0, q1, q2, q5; every question: all six, as qa_summary has them
+    assert rows[("f1>=0.5", "type1")]["n_questions"] == 4
+    assert rows[("f1>=0.5", "type1")]["mkqa_f1"] == pytest.approx((0.0 + 0.5 + 0.6 + 0.0) / 4)
+    overall = {row["group"]: row for row in qa_summary(paper_answers_table(), "10", 500).iter_rows(named=True)}
+    for group in ("normal", "type1", "random_type1"):
+        assert rows[("all", group)]["n_questions"] == 6 and rows[("all", group)]["threshold"] == 0.0
+        assert rows[("all", group)]["mkqa_f1"] == pytest.approx(overall[group]["mkqa_f1"])
+        assert rows[("all", group)]["ci_low"] == pytest.approx(overall[group]["ci_low"])
+
+
+def test_qa_threshold_contrasts_pair_the_subsets_questions():
+    from transfer_neurons.reporting.analyses.qa import qa_threshold_contrasts
+
+    contrasts = qa_threshold_contrasts(paper_answers_table(), main_label="10", resamples=500)
+    row = contrasts.filter(pl.col("subset") == "f1>=0.8").row(0, named=True)
+    assert (row["neuron_type"], row["baseline"], row["n"], row["n_seeds"]) == ("type1", "random", 3, 2)
+    assert row["difference"] == pytest.approx(((0.0 - 0.75) + (0.5 - 1.0) + (0.0 - 0.8)) / 3)
+
+
+def test_qa_scatter_places_each_question_by_its_normal_and_deactivated_f1():
+    from transfer_neurons.reporting.analyses.qa import qa_scatter_chart, qa_scatter_points
+    from transfer_neurons.reporting.registry import FigureContext, FigureSettings
+
+    context = FigureContext("m", FigureSettings(main_label="10", knn_metric="mutual_knn_k5", resamples=100))
+    points = qa_scatter_points({"qa": paper_answers_table()}, context)
+    assert set(points["group"]) == {"type1", "random_type1"}  # the strictest baseline present: random
+    q4 = points.filter((pl.col("group") == "type1") & (pl.col("normal_f1") == 0.0))
+    assert q4.select("f1", "questions").row(0) == (1.0, 1)
+    assert points["questions"].sum() == 2 * len(PAPER_QUESTIONS)
+    spec = qa_scatter_chart(points, "title").to_dict()
+    assert spec["facet"]["column"]["field"] == "language"
+
+
+def test_answer_language_shares_pool_seeds_and_contrast_by_question():
+    from transfer_neurons.reporting.analyses.answer_language import (
+        answer_language_summary,
+        in_question_language_contrasts,
+    )
+
+    rows = []
+    for example in range(20):
+        for condition, kind, neuron_type, seed, answer_class in [
+            ("normal", "normal", None, None, "question_language"),
+            ("type2", "transfer", "type2", None, "english" if example < 10 else "question_language"),
+            ("random_type2_s0", "random", "type2", 0, "question_language"),
+            ("random_type2_s1", "random", "type2", 1, "unidentified" if example < 4 else "question_language"),
+        ]:
+            rows.append({"model": "m", "language": "ja", "positions": "prompt", "condition": condition, "kind": kind,
+                         "neuron_type": neuron_type, "top_n_label": None if kind == "normal" else "10", "seed": seed,
+                         "example_id": f"q{example:02d}", "answer_language_class": answer_class})  # fmt: skip
+    answers = pl.DataFrame(rows)
+    summary = answer_language_summary(answers, "10", 200)
+    share = {(row["group"], row["answer_language_class"]): row["share"] for row in summary.iter_rows(named=True)}
+    assert share["type2", "english"] == 0.5 and share["type2", "question_language"] == 0.5
+    assert share["random_type2", "unidentified"] == pytest.approx(0.1)  # 0.0 and 0.2: the seeds' mean
+    assert summary.group_by("group").agg(pl.col("share").sum())["share"].to_list() == pytest.approx([1.0] * 3)
+    contrasts = in_question_language_contrasts(answers, "10", 200)
+    row = contrasts.filter(pl.col("baseline") == "random").row(0, named=True)
+    assert row["difference"] == pytest.approx(0.5 - 0.9) and row["ci_high"] < 0 and row["n"] == 20

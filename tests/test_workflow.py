@@ -61,6 +61,16 @@ def test_workflow_evaluates_every_condition_and_writes_the_report(finished_run):
     assert normal.group_by("positions").len().sort("positions").rows() == [("prompt", 10), ("prompt_last", 10)]
     assert answers["em"].is_between(0, 1).all() and (answers["em"] <= answers["f1"]).all()
     assert "layer_matched" not in set(answers["kind"])  # not in qa.kinds
+    assert set(answers["answer_language_class"]) <= {"question_language", "english", "other", "unidentified"}
+    choices = pl.read_parquet(workdir / "results/tiny/evaluation/choices/ja.parquet")
+    assert set(choices["task_language"]) == {"ja", "en"} and set(choices["acc"]) <= {0.0, 1.0}
+    assert choices.filter(pl.col("condition") == "normal").height == 2 * 4  # 4 items of each task
+    sweep = pl.read_parquet(workdir / "results/tiny/evaluation/amplification/ja.parquet")
+    assert set(sweep["measure"]) == {"qa_f1", "choice_accuracy", "knn_share"}
+    assert set(sweep["factor"]) == {0.0, 1.0, 2.0}
+    at_one = sweep.filter(pl.col("factor") == 1.0)
+    normal_values = at_one.filter(pl.col("condition") == "normal").sort("measure", "unit")["value"]
+    assert at_one.filter(pl.col("condition") == "type1").sort("measure", "unit")["value"].equals(normal_values)
     specificity = pl.read_parquet(workdir / "results/tiny/evaluation/specificity.parquet")
     assert specificity["eta_squared"].is_between(0, 1).all()
     agreement = pl.read_parquet(workdir / "results/tiny/evaluation/detector_agreement.parquet")
@@ -70,9 +80,12 @@ def test_workflow_evaluates_every_condition_and_writes_the_report(finished_run):
     assert set(space["language_a"]) == {"en", "ja", "it"}
     report = (workdir / "reports/report.html").read_text()
     for figure in ("qa_f1", "knn_alignment", "language_space", "specificity", "dose_response", "layer_distribution",
-                   "loss_change", "baseline_contrasts", "lape_layers", "lape_overlap", "harness_scores"):  # fmt: skip
+                   "loss_change", "baseline_contrasts", "lape_layers", "lape_overlap", "harness_scores",
+                   "choice_accuracy", "answer_language", "amplification_qa", "qa_scatter"):  # fmt: skip
         assert f"{figure}.png" in report
     assert "This run" in report
+    assert "neurons/tiny/index.html" in report  # the link to the neuron browser
+    assert (workdir / "reports/neurons/tiny/index.html").is_file()
 
 
 def test_one_harness_job_per_language_writes_what_one_job_per_condition_writes(finished_run, tmp_path, monkeypatch):

@@ -1,6 +1,6 @@
 """The benchmark cases, registered by name in report order; each maps a ``Bench`` to a results dict."""
 
-from benchmarks.cases import batching, memory, overhead, scale, scoring
+from benchmarks.cases import batching, evaluation, memory, overhead, scale, scoring
 
 CASES = {
     "scoring": scoring.run,
@@ -8,4 +8,5 @@ CASES = {
     "batching": batching.run,
     "memory": memory.run,
     "scale": scale.run,
+    "evaluation": evaluation.run,
 }

@@ -4,25 +4,31 @@ The Snakefile reads the figure, table and detector registries to plan its jobs, 
 cluster job too; polars and altair take over a second each to import, and planning never
 touches them. ``pl = lazy_import("polars")`` binds the name at once and runs the import the
 first time an attribute is read.
+
+The stand-in is not put in ``sys.modules``: Snakemake imports polars itself, from several
+threads at once, and a half-loaded lazy module there fails in one of them (seen as
+"module 'polars' has no attribute 'LazyFrame'"). A plain import under Python's import lock
+is what those threads get instead.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
-import sys
 from types import ModuleType
+
+
+class _DeferredModule(ModuleType):
+    """Stands in for a module until one of its attributes is read, then imports it."""
+
+    def __getattr__(self, attribute: str):
+        module = importlib.import_module(self.__name__)
+        self.__dict__.update(vars(module))  # later reads find the attributes directly
+        return getattr(module, attribute)
 
 
 def lazy_import(name: str) -> ModuleType:
     """The module ``name``, imported when one of its attributes is first read."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
+    if importlib.util.find_spec(name) is None:
         raise ModuleNotFoundError(f"no module named {name!r}")
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
+    return _DeferredModule(name)

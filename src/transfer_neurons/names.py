@@ -64,6 +64,10 @@ def condition_name(kind: str, neuron_type: str | None = None, seed: int | None =
     return name if seed is None else f"{name}_s{seed}"
 
 
+# The patching table's ``neuron_set`` of the transfer neurons (its control's is the control's condition group).
+TRANSFER_SET = "transfer"
+
+
 # --- metric names of the state analysis ---------------------------------------------------
 PAIRINGS = ("parallel", "non_parallel")  # English-L2 pairs of the same sentence, or of different ones
 STATE_COSINE = "state_cosine"

@@ -179,14 +179,20 @@ def split_of(pair_id: str, test_percent: int) -> str:
 def assign_splits(
     pairs: pl.DataFrame, test_percent: int, max_train: int | None = None, max_test: int | None = None
 ) -> pl.DataFrame:
-    """Add the ``split`` column and cap each split (keeping corpus order)."""
+    """Add the ``split`` column and cap each split (keeping corpus order).
+
+    Pairs that already carry a ``split`` column (a source with its own split, such as the authors'
+    pickles) keep it; the others are split by ``split_of``.
+    """
     if not 0 < test_percent < 100:
         raise CorpusError(f"corpus.test_percent must be between 1 and 99, got {test_percent}")
-    split = pairs.with_columns(
-        pl.col("id")
-        .map_elements(lambda pair_id: split_of(pair_id, test_percent), return_dtype=pl.String)
-        .alias("split")
-    )
+    split = pairs
+    if "split" not in pairs.columns:
+        split = pairs.with_columns(
+            pl.col("id")
+            .map_elements(lambda pair_id: split_of(pair_id, test_percent), return_dtype=pl.String)
+            .alias("split")
+        )
     caps = {"train": max_train, "test": max_test}
     parts = [split.filter(pl.col("split") == name).head(caps[name] or len(split)) for name in SPLITS]
     for name, part in zip(SPLITS, parts, strict=True):
@@ -249,8 +255,9 @@ def prepare_corpus(
     max_test: int | None = None,
     duplicates: str = "drop",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Load a configured source (``{"path": ...}`` or ``{"hub": {...}}``), apply the duplicate policy
-    and split it. Returns (pairs with their split, dropped pairs with the reason)."""
+    """Load a configured source (``{"path": ...}``, ``{"hub": {...}}`` or ``{"authors": {"train": ...,
+    "test": ...}}``), apply the duplicate policy and split it (the authors' pickles keep their own
+    split). Returns (pairs with their split, dropped pairs with the reason)."""
     if "path" in source:
         name = str(source["path"])
         pairs = load_file_pairs(Path(source["path"]), pivot, target)
@@ -258,12 +265,20 @@ def prepare_corpus(
         hub = dict(source["hub"])
         name = hub["dataset"]
         pairs = load_hub_pairs(hub.pop("dataset"), pivot, target, **hub)
+    elif "authors" in source:
+        # Imported here: authors_data builds on this module's rows and checks.
+        from transfer_neurons.data.authors_data import AUTHORS_SOURCE_NAME, load_authors_pairs
+
+        name = AUTHORS_SOURCE_NAME
+        pairs = load_authors_pairs(source["authors"], pivot, target)
     else:
-        raise CorpusError(f"corpus source for {target!r} needs 'path' or 'hub', got {sorted(source)}")
+        raise CorpusError(f"corpus source for {target!r} needs 'path', 'hub' or 'authors', got {sorted(source)}")
     kept, dropped = handle_duplicates(pairs, duplicates, name, pivot, target)
     language_column = pl.lit(target).alias("language")
     split = assign_splits(kept, test_percent, max_train, max_test)
-    return split.select(language_column, pl.all()), dropped.drop("location").select(language_column, pl.all())
+    # The same columns for every source (the authors' pairs also carry their split).
+    dropped = dropped.select("id", "pivot_text", "target_text", "reason")
+    return split.select(language_column, pl.all()), dropped.select(language_column, pl.all())
 
 
 def sentences(corpus: pl.DataFrame, split: str, side: str) -> list[str]:

@@ -5,14 +5,23 @@ A dump directory holds, for N sentences and L layers (see ``storage`` for the fo
 * ``layer_output``        [L, N, d_model]  raw residual stream after each layer
 * ``residual_pre_mlp``    [L, N, d_model]  residual stream before the MLP adds
 * ``neuron_activations``  [L, N, d_mlp]    input of the down projection
+* ``final_normed``        [1, N, d_model]  the final norm of the last layer's output: the last layer's
+                                           state as the paper reads it (HF's ``hidden_states[-1]``)
+* ``embedding``           [1, N, d_model]  the first layer's input (HF's ``hidden_states[0]``)
 * ``write_scale.npy``     [L, N]           per-token factor on neuron writes (1 if none)
 * ``active_counts.npy``   [L, d_mlp]       over every token of the text (not only the last): on how
                                            many each neuron's activation function is > 0 (LAPE)
-* ``meta.json``           the number of sentences and of counted tokens, and the model facts
+* ``meta.json``           the number of sentences and of counted tokens, the model facts and the
+                          precision the model ran in (``dtype``)
 
 Rows follow the split's kept pairs, in corpus order; ``{split}.pairs.parquet`` beside the split's
 directory lists every pair of the split with its token counts and whether it was kept.
 ``InMemoryDump`` offers the same reads for states that never went to disk.
+
+``layer_output`` stays raw in every layer: scoring and the correlation detector read the raw
+residual stream, as the authors' scoring does. ``layer_states(last_layer)`` gives the layer states
+as an analysis reads them under ``runtime.last_layer``: ``normed`` (the paper's ``hidden_states[1:]``,
+the last layer final-normed) or ``raw``.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from transfer_neurons.data.corpus import sentences
 from transfer_neurons.data.storage import PlainArrayWriter, ScaledArrayWriter, read_scaled
 from transfer_neurons.model.adapters import effective_activations
 from transfer_neurons.model.batching import decoder_forward, length_sorted_batches, token_lengths, tokenize
-from transfer_neurons.model.hooks import CapturedStates, capture_states, counting_active_neurons
+from transfer_neurons.model.hooks import CapturedStates, HookSession
 from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.names import SIDES
 
@@ -39,14 +48,43 @@ log = logging.getLogger(__name__)
 
 ACTIVE_COUNTS = "active_counts.npy"  # [L, d_mlp] int64: tokens on which each neuron is active
 STATE_ARRAYS = ("layer_output", "residual_pre_mlp", "neuron_activations")
+# One-layer arrays [1, N, d_model] beside them: the normed last layer and the embedding output.
+EXTRA_STATES = ("final_normed", "embedding")
+# runtime.last_layer: the paper's final-normed last layer, or the raw residual stream there.
+LAST_LAYER_MODES = ("normed", "raw")
+
+
+def check_last_layer(last_layer: str) -> str:
+    if last_layer not in LAST_LAYER_MODES:
+        raise ValueError(f"runtime.last_layer must be one of {', '.join(LAST_LAYER_MODES)}, got {last_layer!r}")
+    return last_layer
+
+
+def with_last_layer(layer_output, final_normed, last_layer: str):
+    """Layer states as an analysis reads them under ``runtime.last_layer``.
+
+    ``layer_output`` [L, N, d] raw outputs of layers 0..L-1 (numpy or torch; its last layer must be the
+    model's last), ``final_normed`` [N, d] the final norm's output (``None`` is fine for ``raw``) ->
+    [L, N, d]: unchanged for ``raw``; for ``normed`` the last layer is ``final_normed``, as in the
+    paper's ``hidden_states[1:]``. A new array: the input is left as it is.
+    """
+    if check_last_layer(last_layer) == "raw":
+        return layer_output
+    if final_normed is None:
+        raise ValueError("runtime.last_layer: normed needs the final-normed states, and none were captured")
+    if isinstance(layer_output, torch.Tensor):
+        return torch.cat([layer_output[:-1], final_normed[None].to(layer_output.dtype)])
+    return np.concatenate([layer_output[:-1], np.asarray(final_normed, dtype=layer_output.dtype)[None]])
 
 
 def last_token_states(loaded: LoadedModel, sentences: Sequence[str]) -> CapturedStates:
-    """One batched forward pass over whole sentences; the states at each one's last real token."""
+    """One batched forward pass over whole sentences; the states at each one's last real token,
+    with the final-normed last state and the embedding output."""
     batch = tokenize(loaded.tokenizer, sentences).to(loaded.device)
-    with torch.no_grad(), capture_states(loaded.adapter) as captured:
+    with torch.no_grad(), HookSession(loaded.adapter) as session:
+        capture = session.capture(final_norm=True, embedding=True)
         decoder_forward(loaded.model, batch)
-    return captured["states"]
+    return capture.states
 
 
 def language_tokens(tokenizer, batch) -> torch.Tensor:
@@ -62,14 +100,12 @@ def states_and_activity(loaded: LoadedModel, sentences: Sequence[str]) -> tuple[
     """
     batch = tokenize(loaded.tokenizer, sentences).to(loaded.device)
     counted = language_tokens(loaded.tokenizer, batch)
-    with (
-        torch.no_grad(),
-        capture_states(loaded.adapter) as captured,
-        counting_active_neurons(loaded.adapter, counted) as counts,
-    ):
+    with torch.no_grad(), HookSession(loaded.adapter) as session:
+        capture = session.capture(final_norm=True, embedding=True)
+        counts = session.count_active(counted)
         decoder_forward(loaded.model, batch)
     active = np.stack([counts[layer].numpy() for layer in range(loaded.facts.n_layers)])
-    return captured["states"], active, int(counted.sum())
+    return capture.states, active, int(counted.sum())
 
 
 def batched_last_token_states(
@@ -95,6 +131,7 @@ def dump_activations(
     n_rows = len(sentences)
     widths = {"layer_output": facts.d_model, "residual_pre_mlp": facts.d_model, "neuron_activations": facts.d_mlp}
     writers = {name: ScaledArrayWriter(directory, name, facts.n_layers, n_rows, widths[name]) for name in STATE_ARRAYS}
+    writers.update({name: ScaledArrayWriter(directory, name, 1, n_rows, facts.d_model) for name in EXTRA_STATES})
     scale_writer = PlainArrayWriter(directory, "write_scale", facts.n_layers, n_rows)
     active_counts = np.zeros((facts.n_layers, facts.d_mlp), dtype=np.int64)
     counted_tokens = 0
@@ -103,7 +140,8 @@ def dump_activations(
         for rows in length_sorted_batches(lengths, batch_size, max_batch_tokens):
             states, active, n_tokens = states_and_activity(loaded, [sentences[row] for row in rows])
             for name, writer in writers.items():
-                writer.write(rows, getattr(states, name).cpu().numpy())
+                block = getattr(states, name).cpu().numpy()
+                writer.write(rows, block[None] if name in EXTRA_STATES else block)
             scale_writer.write(rows, states.write_scale.cpu().numpy())
             active_counts += active
             counted_tokens += n_tokens
@@ -111,7 +149,8 @@ def dump_activations(
     for writer in [*writers.values(), scale_writer]:
         writer.close()
     np.save(directory / ACTIVE_COUNTS, active_counts)
-    meta = {"n_sentences": n_rows, "counted_tokens": counted_tokens, "facts": facts.__dict__}
+    meta = {"n_sentences": n_rows, "counted_tokens": counted_tokens, "facts": facts.__dict__,
+            "dtype": loaded.dtype_name}  # fmt: skip
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -144,6 +183,28 @@ class Dump:
     def all_layers(self, name: str) -> np.ndarray:
         """[L, N, feature] float32."""
         return read_scaled(self.directory, name)
+
+    def extra_state(self, name: str) -> np.ndarray:
+        """``final_normed`` or ``embedding``: [N, d_model] float32."""
+        if not (self.directory / f"{name}.npy").is_file():
+            raise FileNotFoundError(
+                f"{self.directory} has no {name} array: it was dumped before the dumps held it. Rerun "
+                "dump_activations (e.g. snakemake --forcerun dump_activations), or set runtime.last_layer: raw "
+                "and evaluation.language_space.embedding: false"
+            )
+        return read_scaled(self.directory, name, 0)
+
+    def layer_states(self, last_layer: str) -> np.ndarray:
+        """[L, N, d_model] layer states as an analysis reads them (``with_last_layer``): raw outputs of
+        every layer, the last one final-normed when ``last_layer`` is ``normed`` (the paper's reading)."""
+        normed = self.extra_state("final_normed") if check_last_layer(last_layer) == "normed" else None
+        return with_last_layer(self.all_layers("layer_output"), normed, last_layer)
+
+    def layer_state(self, layer: int, last_layer: str) -> np.ndarray:
+        """[N, d_model] one layer of ``layer_states`` (reads that layer only)."""
+        if layer == self.n_layers - 1 and check_last_layer(last_layer) == "normed":
+            return self.extra_state("final_normed")
+        return self.layer("layer_output", layer)
 
     def active_counts(self) -> tuple[np.ndarray, int]:
         """([L, d_mlp] tokens on which each neuron was active, the number of tokens counted)."""
@@ -186,13 +247,14 @@ def kept_pairs(pairs_path: Path) -> pl.DataFrame:
 
 def dump_split(
     manifest: Path, corpus: Path, split: str, directory: Path, pairs_path: Path, *, batch_size: int,
-    max_batch_tokens: int | None, max_tokens: int | None, device: str,
+    max_batch_tokens: int | None, max_tokens: int | None, device: str, dtype: str = "auto",
 ) -> None:  # fmt: skip
     """Dump the English (``pivot``) and L2 (``target``) sentences of one split's kept pairs.
 
     ``pairs_path`` gets every pair of the split with its token counts and whether it was kept.
+    ``device`` and ``dtype`` are ``runtime.device`` and ``runtime.dtype``.
     """
-    loaded = load_model(manifest, device)
+    loaded = load_model(manifest, device, dtype=dtype)
     corpus_pairs = pl.read_parquet(corpus).filter(pl.col("split") == split)
     pairs = pairs_for_detection(corpus_pairs, loaded.tokenizer, max_tokens, f"{Path(corpus).stem}/{split}")
     kept = pairs.filter(pl.col("kept"))
@@ -218,14 +280,15 @@ class InMemoryDump:
     @classmethod
     def of(cls, loaded: LoadedModel, sentences: Sequence[str], *, batch_size: int, max_batch_tokens: int | None):
         """Every sentence's states from batched forward passes, rows in the sentences' order."""
-        parts: dict[str, list] = {name: [] for name in (*STATE_ARRAYS, "write_scale")}
+        parts: dict[str, list] = {name: [] for name in (*STATE_ARRAYS, *EXTRA_STATES, "write_scale")}
         order = []
         for rows, states in batched_last_token_states(
             loaded, sentences, batch_size=batch_size, max_batch_tokens=max_batch_tokens
         ):
             order.extend(rows)
             for name in parts:
-                parts[name].append(getattr(states, name).cpu().numpy())
+                block = getattr(states, name).cpu().numpy()
+                parts[name].append(block[None] if name in EXTRA_STATES else block)
         corpus_order = np.argsort(order)
         return cls({name: np.concatenate(blocks, axis=1)[:, corpus_order] for name, blocks in parts.items()})
 
@@ -244,3 +307,12 @@ class InMemoryDump:
 
     def all_layers(self, name: str) -> np.ndarray:
         return self.arrays[name]
+
+    def extra_state(self, name: str) -> np.ndarray:
+        if name not in self.arrays:
+            raise KeyError(f"this in-memory dump holds no {name} array")
+        return self.arrays[name][0]
+
+    def layer_states(self, last_layer: str) -> np.ndarray:
+        normed = self.extra_state("final_normed") if check_last_layer(last_layer) == "normed" else None
+        return with_last_layer(self.arrays["layer_output"], normed, last_layer)

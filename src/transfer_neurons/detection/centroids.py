@@ -2,6 +2,12 @@
 
 * Type-1 (shared semantic space): mean over English-L2 pairs of the pair's average state.
 * Type-2 (L2's own space): mean of the L2 states.
+
+The states are the layer states under ``runtime.last_layer`` (``Dump.layer_states``): with ``normed``
+(the paper's ``hidden_states[1:]``) the last layer's centroids are means of final-normed states, as
+the authors' centroids are, while the scores still move the raw residual stream toward them; with
+``raw`` every centroid is a mean of raw layer outputs, as in the authors' ``type2_re_implementation``.
+Only the last layer differs, and of the two types only Type-2 has candidates there.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ def type2_centroids(target_states: np.ndarray) -> np.ndarray:
     return target_states.mean(axis=1)
 
 
-def centroids_from_dumps(pivot_dump: Path, target_dump: Path) -> dict[str, np.ndarray]:
-    pivot = Dump(pivot_dump).all_layers("layer_output")
-    target = Dump(target_dump).all_layers("layer_output")
+def centroids_from_dumps(pivot_dump: Path, target_dump: Path, last_layer: str = "normed") -> dict[str, np.ndarray]:
+    """Both centroid types [L, d] from the English and L2 dumps of the training pairs; ``last_layer`` is
+    ``runtime.last_layer`` (``normed``: the paper's final-normed last layer; ``raw``)."""
+    pivot = Dump(pivot_dump).layer_states(last_layer)
+    target = Dump(target_dump).layer_states(last_layer)
     return {NeuronType.TYPE1: type1_centroids(pivot, target), NeuronType.TYPE2: type2_centroids(target)}
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from transfer_neurons.detection.lape import language_specific_neurons
 from transfer_neurons.detection.scoring import centroid_scores, correlation_scores
+from transfer_neurons.registry import Registry, UnknownEntryError
 
 
 @dataclass(frozen=True)
@@ -45,48 +46,47 @@ class Detector:
     select: Callable[..., list[list[tuple[int, int]]]] | None = None  # probabilities -> per-language neurons
 
 
-DETECTORS: dict[str, Detector] = {
-    detector.name: detector
-    for detector in (
-        Detector(
-            "centroid",
-            "the paper's score: mean change in the cosine to the centroid that one neuron's write makes",
-            score=lambda layer: centroid_scores(
-                layer.residual_pre_mlp, layer.effective_activations, layer.write_vectors, layer.centroids
-            ),
-        ),
-        Detector(
-            "correlation",
-            "Pearson r over sentences of a neuron's activation and the layer's change in cosine to the centroid",
-            score=lambda layer: correlation_scores(
-                layer.residual_pre_mlp, layer.layer_output, layer.effective_activations, layer.centroids
-            ),
-        ),
-        Detector(
-            "lape",
-            "language-specific neurons by activation probability entropy (Tang et al., ACL 2024)",
-            select=language_specific_neurons,
+class UnknownDetectorError(UnknownEntryError):
+    pass
+
+
+DETECTORS: Registry[Detector] = Registry("detector", UnknownDetectorError)
+DETECTORS.register(
+    Detector(
+        "centroid",
+        "the paper's score: mean change in the cosine to the centroid that one neuron's write makes",
+        score=lambda layer: centroid_scores(
+            layer.residual_pre_mlp, layer.effective_activations, layer.write_vectors, layer.centroids
         ),
     )
-}
-
-
-class UnknownDetectorError(ValueError):
-    pass
+)
+DETECTORS.register(
+    Detector(
+        "correlation",
+        "Pearson r over sentences of a neuron's activation and the layer's change in cosine to the centroid",
+        score=lambda layer: correlation_scores(
+            layer.residual_pre_mlp, layer.layer_output, layer.effective_activations, layer.centroids
+        ),
+    )
+)
+DETECTORS.register(
+    Detector(
+        "lape",
+        "language-specific neurons by activation probability entropy (Tang et al., ACL 2024)",
+        select=language_specific_neurons,
+    )
+)
 
 
 def detector(name: str) -> Detector:
     """Look up a detector, failing with the registered names."""
-    try:
-        return DETECTORS[name]
-    except KeyError:
-        raise UnknownDetectorError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}") from None
+    return DETECTORS[name]
 
 
 def score_detector(name: str) -> Detector:
     """A detector that scores neurons against the centroids (those ``detection.detectors`` lists)."""
     found = detector(name)
     if found.score is None:
-        scorers = ", ".join(name for name, entry in DETECTORS.items() if entry.score is not None)
+        scorers = ", ".join(entry.name for entry in DETECTORS.values() if entry.score is not None)
         raise UnknownDetectorError(f"detector {name!r} does not score neurons against centroids; use one of {scorers}")
     return found

@@ -22,8 +22,11 @@ from transfer_neurons.names import NEURON_TYPES, PIVOT_SIDE, TARGET_SIDE
 log = logging.getLogger(__name__)
 
 
-def compute_centroids(train_dump: Path, output: Path) -> None:
-    save_centroids(centroids_from_dumps(Path(train_dump) / PIVOT_SIDE, Path(train_dump) / TARGET_SIDE), output)
+def compute_centroids(train_dump: Path, output: Path, last_layer: str = "normed") -> None:
+    """The ``centroids`` rule: both centroid types of one language's training dump (``last_layer`` is
+    ``runtime.last_layer``)."""
+    train = Path(train_dump)
+    save_centroids(centroids_from_dumps(train / PIVOT_SIDE, train / TARGET_SIDE, last_layer), output)
 
 
 def layer_inputs(adapter, target_dump: Dump, centroids: dict[str, np.ndarray], layer: int) -> LayerInputs:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +14,18 @@ from transfer_neurons.data.tidy import labelled
 from transfer_neurons.evaluation.conditions import (
     InterventionSettings,
     condition_info,
-    condition_names,
-    condition_neurons,
+    condition_runs,
 )
-from transfer_neurons.model.batching import decoder_forward, tokenize
-from transfer_neurons.model.hooks import scaled_neurons
+from transfer_neurons.model.batching import (
+    TokenizedBatch,
+    copies_per_pass,
+    copy_rows,
+    decoder_forward,
+    pass_groups,
+    stacked_rows,
+    tokenize,
+)
+from transfer_neurons.model.hooks import HookSession, NeuronEdit
 from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.names import NEURON_TYPES, NORMAL, ConditionKind, condition_name
 
@@ -40,14 +47,32 @@ def entropy(p: np.ndarray) -> np.ndarray:
     return -(p * np.log(_clip(p))).sum(-1)
 
 
-def last_token_attention(loaded: LoadedModel, sentences: Sequence[str]) -> np.ndarray:
+def last_token_attention(loaded: LoadedModel, batch: TokenizedBatch) -> np.ndarray:
     """Attention of the last token over key positions: [layer, batch, head, pos] (left-padded)."""
-    batch = tokenize(loaded.tokenizer, sentences).to(loaded.device)
     with torch.no_grad():
         output = decoder_forward(loaded.model, batch, output_attentions=True)
     if output.attentions is None or output.attentions[0] is None:
         raise RuntimeError("the model returned no attention weights; load it with attn_implementation='eager'")
     return torch.stack([layer[:, :, -1, :] for layer in output.attentions]).float().cpu().numpy()
+
+
+def attention_by_run(
+    loaded: LoadedModel, sentences: Sequence[str], runs: Mapping[str, NeuronEdit], max_batch_tokens: int | None
+) -> dict[str, np.ndarray]:
+    """The last token's attention [layer, sentence, head, pos] of one left-padded batch of ``sentences``
+    under every run (a condition's ``NeuronEdit``); the runs as rows of shared passes, as many as
+    ``max_batch_tokens`` allows."""
+    batch = tokenize(loaded.tokenizer, sentences).to(loaded.device)
+    names = list(runs)
+    per_pass = copies_per_pass(*batch.input_ids.shape, len(names), max_batch_tokens)
+    patterns = {}
+    for group in pass_groups(names, per_pass):
+        with HookSession(loaded.adapter) as session:
+            session.edit_neurons([runs[name] for name in group])
+            stacked = last_token_attention(loaded, stacked_rows(batch, len(group)))
+        for index, name in enumerate(group):
+            patterns[name] = copy_rows(stacked, index, len(group), dim=1)
+    return patterns
 
 
 def evaluate_attention(
@@ -58,12 +83,7 @@ def evaluate_attention(
     Also returns each sentence's JS divergence averaged over layers and heads (to pair conditions
     by sentence), and the head-averaged attention of the first sentence per condition (the example).
     """
-    names = condition_names(conditions)
-    patterns = {}
-    for condition in names:
-        neurons = condition_neurons(conditions, condition)
-        with scaled_neurons(loaded.adapter, neurons, settings.factor, settings.positions):
-            patterns[condition] = last_token_attention(loaded, sentences)
+    patterns = attention_by_run(loaded, sentences, condition_runs(conditions, settings), settings.max_batch_tokens)
     normal = patterns[NORMAL]
     rows, sentence_frames = [], []
     for condition, pattern in patterns.items():
@@ -119,9 +139,10 @@ def _example_attention(tokenizer, sentence: str, patterns: dict[str, np.ndarray]
 def run_attention(
     manifest: Path, test_pairs: Path, conditions: Path, settings: InterventionSettings, *, n_sentences: int,
     seed: int, device: str, labels: dict,
+    dtype: str = "auto",
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:  # fmt: skip
     """Attention shift for normal, Type-1, Type-2 and the first random seed of each type."""
-    loaded = load_model(manifest, device, attn_implementation="eager")
+    loaded = load_model(manifest, device, attn_implementation="eager", dtype=dtype)
     target_sentences = kept_pairs(test_pairs)["target_text"].to_list()[:n_sentences]
     table = pl.read_parquet(conditions).filter(pl.col("condition").is_in(attention_conditions(seed)))
     shifts, per_sentence, example = evaluate_attention(loaded, target_sentences, table, settings)

@@ -20,7 +20,7 @@ import polars as pl
 
 from transfer_neurons.data.tidy import labelled
 from transfer_neurons.detection.ranking import candidate_layers
-from transfer_neurons.model.hooks import neurons_by_layer
+from transfer_neurons.model.hooks import NeuronEdit, neurons_by_layer
 from transfer_neurons.model.manifest import manifest_facts
 from transfer_neurons.names import NEURON_TYPES, ConditionKind, condition_name, sweep_suffix
 
@@ -209,6 +209,14 @@ def condition_neurons(conditions: pl.DataFrame, condition: str) -> dict[int, lis
     """``{layer: [neurons]}`` deactivated by ``condition`` (empty for ``normal``)."""
     rows = conditions.filter((pl.col("condition") == condition) & pl.col("layer").is_not_null())
     return neurons_by_layer(rows["layer"].to_list(), rows["neuron"].to_list())
+
+
+def condition_runs(conditions: pl.DataFrame, settings: InterventionSettings) -> dict[str, NeuronEdit]:
+    """Every condition's edit: its neurons scaled by ``settings.factor`` at ``settings.positions``."""
+    return {
+        name: NeuronEdit(condition_neurons(conditions, name), settings.factor, settings.positions)
+        for name in condition_names(conditions)
+    }
 
 
 def condition_info(conditions: pl.DataFrame) -> pl.DataFrame:

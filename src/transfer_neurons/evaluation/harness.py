@@ -2,15 +2,15 @@
 
 The model is loaded once through the workflow's own loading (hub, local, GGUF, the embedded
 default) and handed to lm-evaluation-harness as ``HFLM(pretrained=<model>, tokenizer=...)``;
-``InterventionHFLM`` scales the condition's neurons (the input of each layer's down projection,
-as ``model.hooks.scaled_neurons`` does) inside its forward passes. Position modes:
+``InterventionHFLM`` scales the condition's neurons (the input of each layer's down projection)
+inside its forward passes through a ``model.hooks.HookSession``, with the position vocabulary of
+``model.hooks``: a request's prompt is its context, so
 
-* ``prompt`` (the default, as in the paper's MMLU-ProX runs): every prompt token. For
-  log-likelihood requests, which score a continuation in the same forward pass as its context,
-  that is the context's tokens, not the answer's; for generation, the prompt pass only.
-* ``prompt_last``: the last prompt (context) token only.
-* ``last``: for log-likelihood requests the positions that predict the answer's tokens, for
-  generation the last position of every pass (each new token).
+* ``prompt`` (the default, as in the paper's MMLU-ProX runs): every context token; for generation,
+  every token of the prompt pass;
+* ``prompt_last``: the last context token only;
+* ``last``: the last context token and every token after it: for log-likelihood requests the
+  positions that predict the answer's tokens, for generation each new token;
 * ``all``: every position of every pass, which is the same as zeroing the neurons' weights; on
   log-likelihood tasks it is what the paper's harness hooks do (they scale every position of any
   pass longer than one token).
@@ -19,7 +19,8 @@ lm-evaluation-harness right-pads log-likelihood batches and says nothing inside 
 about where each row's context ends, so ``InterventionHFLM`` reads the context lengths of each
 batch as the harness's ``Collator`` hands it out (lm-eval is pinned; tests compare the result
 with a direct per-row computation). It also computes the vocabulary projection only at the
-positions whose log-likelihoods the harness reads.
+positions whose log-likelihoods the harness reads. Each condition runs its own passes: stacking
+conditions as rows would need the harness's private request batching.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -35,12 +35,10 @@ import torch
 
 from transfer_neurons.data.tidy import labelled
 from transfer_neurons.evaluation.conditions import condition_info, condition_neurons
-from transfer_neurons.model.hooks import POSITION_MODES
+from transfer_neurons.model.hooks import HookSession, NeuronEdit
 from transfer_neurons.model.loading import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
-
-HARNESS_POSITION_MODES = (*POSITION_MODES, "all")
 
 
 def _harness():
@@ -55,38 +53,12 @@ def intervention_lm(loaded: LoadedModel, neurons: Mapping[int, Sequence[int]], *
                     batch_size: int):  # fmt: skip
     """An lm-evaluation-harness model that runs ``loaded`` with ``neurons`` scaled by ``factor``."""
     _, huggingface = _harness()
-    if positions not in HARNESS_POSITION_MODES:
-        raise ValueError(f"positions must be one of {HARNESS_POSITION_MODES}, got {positions!r}")
+    edit = NeuronEdit({int(layer): list(chosen) for layer, chosen in neurons.items() if chosen}, factor, positions)
 
     class InterventionHFLM(huggingface.HFLM):
         def __init__(self) -> None:
             super().__init__(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=batch_size)
-            self.scaled = {int(layer): torch.as_tensor(list(chosen)) for layer, chosen in neurons.items() if chosen}
             self.context_lengths: list[tuple[int, int]] | None = None  # (context tokens, input length) per row
-
-        @contextmanager
-        def scaling(self, rows_to_scale):
-            """Scale the neurons where ``rows_to_scale(activations)`` [batch, pos] is true."""
-
-            def hook(module, args, chosen):
-                activations = args[0].clone()
-                where = rows_to_scale(activations).to(activations.device)[..., None]
-                index = chosen.to(activations.device)
-                selected = activations[..., index]
-                activations[..., index] = torch.where(where, selected * factor, selected)
-                return (activations, *args[1:])
-
-            handles = [
-                loaded.adapter.down_projection(layer).register_forward_pre_hook(
-                    lambda module, args, chosen=chosen: hook(module, args, chosen)
-                )
-                for layer, chosen in self.scaled.items()
-            ]
-            try:
-                yield
-            finally:
-                for handle in handles:
-                    handle.remove()
 
         # --- log-likelihood requests: one forward pass of context + continuation[:-1] per row ---
         def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
@@ -122,18 +94,6 @@ def intervention_lm(loaded: LoadedModel, neurons: Mapping[int, Sequence[int]], *
             length = len((context + continuation)[-(self.max_length + 1) :][:-1])
             return max(0, length - (len(continuation) - 1)), length
 
-        def position_mask(self, batch: int, length: int) -> torch.Tensor:
-            """[batch, length] bool: the positions ``positions`` scales in each right-padded row."""
-            mask = torch.full((batch, length), positions == "all", dtype=torch.bool)
-            for row, (context, input_length) in enumerate(self.context_lengths):
-                if positions == "prompt":
-                    mask[row, :context] = True
-                elif positions == "prompt_last" and context > 0:
-                    mask[row, context - 1] = True
-                elif positions == "last":
-                    mask[row, max(context - 1, 0) : input_length] = True
-            return mask
-
         def positions_read(self, length: int) -> int:
             """How many of the padded batch's last positions hold every row's continuation logits.
 
@@ -146,29 +106,18 @@ def intervention_lm(loaded: LoadedModel, neurons: Mapping[int, Sequence[int]], *
         def _model_call(self, inps, attn_mask=None, labels=None):
             if self.context_lengths is None:  # not a log-likelihood batch (e.g. batch-size probing)
                 return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
-            scale = self.position_mask(*inps.shape)
+            # Each right-padded row's prompt is its context.
+            contexts = torch.tensor([context for context, _ in self.context_lengths])
             # Only the positions the harness reads are projected onto the vocabulary (and then taken
             # through its log-softmax): on a large vocabulary that is most of a pass's cost.
-            with torch.no_grad(), self.scaling(lambda activations: scale):
+            with torch.no_grad(), HookSession(loaded.adapter) as session:
+                session.edit_neurons([edit], prompt_length=contexts)
                 return self.model(inps, logits_to_keep=self.positions_read(inps.shape[1])).logits
 
-        # --- generation: one prompt pass, then one token per pass ---------------------------------
+        # --- generation: one prompt pass (left-padded), then one token per pass ---------------------
         def _model_generate(self, context, max_length, stop, **generation_kwargs):
-            passes = {"seen": 0}
-
-            def this_pass(activations):
-                mask = torch.zeros(activations.shape[:2], dtype=torch.bool)
-                is_prompt = passes["seen"] < len(self.scaled)  # every scaled layer's hook once per pass
-                passes["seen"] += 1
-                if positions == "all":
-                    mask[:] = True
-                elif positions == "last":
-                    mask[:, -1] = True
-                elif is_prompt:
-                    mask[:, slice(None) if positions == "prompt" else slice(-1, None)] = True
-                return mask
-
-            with self.scaling(this_pass):
+            with HookSession(loaded.adapter) as session:
+                session.edit_neurons([edit])
                 return super()._model_generate(context, max_length, stop, **generation_kwargs)
 
     return InterventionHFLM()
@@ -206,6 +155,7 @@ def run_harness(
     manifest: Path, conditions: Path, outputs: Mapping[str, tuple[Path, Path]], tasks: Sequence[str], *,
     include_path: str | None, num_fewshot: int | None, limit: int | None, batch_size: int, factor: float,
     positions: str, bootstrap_iters: int, device: str, labels: dict,
+    dtype: str = "auto",
 ) -> None:  # fmt: skip
     """The ``evaluate_harness`` rule: ``tasks`` under each condition of ``outputs``, which maps a condition
     to the paths of the harness's own results JSON and of its tidy table (one row per task, metric and
@@ -214,7 +164,7 @@ def run_harness(
     unknown = sorted(set(outputs) - set(table["condition"].to_list()))
     if unknown:
         raise ValueError(f"{conditions}: no condition {', '.join(map(repr, unknown))}")
-    loaded = load_model(manifest, device)
+    loaded = load_model(manifest, device, dtype=dtype)
     manager = task_manager(tasks, include_path)
     for condition, (results_path, table_path) in outputs.items():
         neurons = condition_neurons(table, condition)

@@ -23,11 +23,19 @@ from transfer_neurons.evaluation.conditions import (
     InterventionSettings,
     condition_info,
     condition_names,
-    condition_neurons,
+    condition_runs,
     select_conditions,
 )
-from transfer_neurons.model.batching import length_sorted_batches, token_lengths, tokenize
-from transfer_neurons.model.hooks import scaled_neurons
+from transfer_neurons.model.batching import (
+    copies_per_pass,
+    copy_rows,
+    length_sorted_batches,
+    pass_groups,
+    stacked_rows,
+    token_lengths,
+    tokenize,
+)
+from transfer_neurons.model.hooks import HookSession, NeuronEdit
 from transfer_neurons.model.loading import LoadedModel, load_model
 
 
@@ -39,35 +47,60 @@ def predicted_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return predicting
 
 
-def token_losses(logits: torch.Tensor, input_ids: torch.Tensor, predicting: torch.Tensor) -> torch.Tensor:
-    """Per sentence, the mean NLL of each real token given the ones before it.
+def token_log_likelihoods(logits: torch.Tensor, input_ids: torch.Tensor, predicting: torch.Tensor) -> torch.Tensor:
+    """Per row, the summed log-likelihood of each token that a ``predicting`` position predicts.
 
     ``logits`` [P, V] holds the predicting positions only (``predicting`` [B, T], row-major order);
-    input_ids [B, T] (left-padded) -> [B]. NLL = logsumexp over the vocabulary - the target's logit,
-    which needs no [P, V] log-softmax in memory.
+    input_ids [B, T] -> [B]. log p = the target's logit - logsumexp over the vocabulary, which needs
+    no [P, V] log-softmax in memory.
     """
     rows, positions = predicting.nonzero(as_tuple=True)
     targets = input_ids[rows, positions + 1]
     logits = logits.float()
-    nll = torch.logsumexp(logits, dim=-1) - logits.gather(-1, targets[:, None])[:, 0]
-    totals = torch.zeros(input_ids.shape[0], dtype=nll.dtype).index_add_(0, rows.cpu(), nll.cpu())
+    log_likelihood = logits.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+    return torch.zeros(input_ids.shape[0], dtype=log_likelihood.dtype).index_add_(0, rows.cpu(), log_likelihood.cpu())
+
+
+def token_losses(logits: torch.Tensor, input_ids: torch.Tensor, predicting: torch.Tensor) -> torch.Tensor:
+    """Per sentence, the mean NLL of each real token given the ones before it (left-padded rows) -> [B]."""
     counts = predicting.sum(dim=1).cpu().clamp_min(1)
-    return totals / counts
+    return -token_log_likelihoods(logits, input_ids, predicting) / counts
 
 
-def sentence_losses(loaded: LoadedModel, sentences: Sequence[str], neurons, settings: InterventionSettings):
-    """Mean next-token NLL of each sentence [N] with ``neurons`` scaled at ``settings.positions``.
+# The logits of one pass are at most this large (float32): a 262k-word vocabulary takes 1 MiB a position.
+LOGIT_BUDGET_BYTES = 512 * 2**20
 
-    Only the positions that predict a real token are projected onto the vocabulary.
+
+def losses_by_run(
+    loaded: LoadedModel, sentences: Sequence[str], runs: Mapping[str, NeuronEdit], *, batch_size: int,
+    max_batch_tokens: int | None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Mean next-token NLL of each sentence [N] under every run (a condition's ``NeuronEdit``); the runs
+    as rows of shared passes (``model.hooks``).
+
+    Only the positions that predict a real token are projected onto the vocabulary, and a pass takes
+    as many runs' copies of a batch as ``max_batch_tokens`` tokens and ``LOGIT_BUDGET_BYTES`` of logits
+    allow.
     """
+    names = list(runs)
+    vocabulary = loaded.model.get_output_embeddings().weight.shape[0]
     lengths = token_lengths(loaded.tokenizer, sentences)
-    losses = np.empty(len(sentences))
-    for rows in length_sorted_batches(lengths, settings.batch_size, settings.max_batch_tokens):
+    losses = {name: np.empty(len(sentences)) for name in names}
+    for rows in length_sorted_batches(lengths, batch_size, max_batch_tokens):
         batch = tokenize(loaded.tokenizer, [sentences[row] for row in rows]).to(loaded.device)
         predicting = predicted_positions(batch.attention_mask)
-        with torch.no_grad(), scaled_neurons(loaded.adapter, neurons, settings.factor, settings.positions):
-            logits = loaded.model(**batch.model_inputs(loaded.model), logits_to_keep=predicting).logits
-        losses[rows] = token_losses(logits, batch.input_ids, predicting).numpy()
+        by_logits = LOGIT_BUDGET_BYTES // max(int(predicting.sum()) * vocabulary * 4, 1)
+        per_pass = min(copies_per_pass(*batch.input_ids.shape, len(names), max_batch_tokens), by_logits)
+        for group in pass_groups(names, max(per_pass, 1)):
+            copies = len(group)
+            stacked = stacked_rows(batch, copies)
+            stacked_predicting = predicting.repeat_interleave(copies, dim=0)
+            with torch.no_grad(), HookSession(loaded.adapter) as session:
+                session.edit_neurons([runs[name] for name in group])
+                logits = loaded.model(**stacked.model_inputs(loaded.model), logits_to_keep=stacked_predicting).logits
+            stacked_losses = token_losses(logits, stacked.input_ids, stacked_predicting)
+            for index, name in enumerate(group):
+                losses[name][rows] = copy_rows(stacked_losses, index, copies).numpy()
     return losses
 
 
@@ -78,17 +111,24 @@ def evaluate_loss(
     settings: InterventionSettings,
 ) -> pl.DataFrame:
     """One row per condition, language and sentence: the sentence's mean next-token NLL."""
-    frames = []
     names = condition_names(conditions)
-    with tqdm(total=len(names) * len(sentences_by_language), desc="loss", unit="condition x language") as progress:
-        for condition in names:
-            neurons = condition_neurons(conditions, condition)
-            for lang, sentences in sentences_by_language.items():
-                losses = sentence_losses(loaded, sentences, neurons, settings)
-                frames.append(pl.DataFrame({"condition": condition, "text_language": lang,
-                                            "sentence": np.arange(len(sentences), dtype=np.int32),
-                                            "loss": losses}))  # fmt: skip
-                progress.update(1)
+    runs = condition_runs(conditions, settings)
+    by_language = {}
+    for lang, sentences in tqdm(sentences_by_language.items(), desc="loss", unit="language"):
+        by_language[lang] = losses_by_run(loaded, sentences, runs, batch_size=settings.batch_size,
+                                          max_batch_tokens=settings.max_batch_tokens)  # fmt: skip
+    frames = [
+        pl.DataFrame(
+            {
+                "condition": condition,
+                "text_language": lang,
+                "sentence": np.arange(len(sentences_by_language[lang]), dtype=np.int32),
+                "loss": by_language[lang][condition],
+            }
+        )  # fmt: skip
+        for condition in names
+        for lang in sentences_by_language
+    ]
     return pl.concat(frames).join(condition_info(conditions), on="condition", how="left")
 
 
@@ -111,10 +151,11 @@ def held_out_sentences(
 def run_loss_evaluation(
     manifest: Path, conditions: Path, test_pairs: Mapping[str, Path], settings: InterventionSettings, *,
     kinds, main_label: str, seeds, pivot: str, n_sentences: int, every_language: bool, device: str, labels: dict,
+    dtype: str = "auto",
 ) -> pl.DataFrame:  # fmt: skip
     """The ``evaluate_loss`` rule: one language's conditions, on held-out English text and the language's
     own (``every_language``: every configured language's)."""
-    loaded = load_model(manifest, device)
+    loaded = load_model(manifest, device, dtype=dtype)
     table = select_conditions(pl.read_parquet(conditions), kinds, main_label, seeds=seeds)
     own = None if every_language else labels["language"]
     results = evaluate_loss(loaded, held_out_sentences(test_pairs, pivot, n_sentences, own), table, settings)

@@ -23,6 +23,8 @@ from transfer_neurons.evaluation.mkqa_scoring import mkqa_f1
 N_CHOICES = 4
 MAX_DISTRACTOR_F1 = 0.5
 TASK_PREFIX = "tn_mc"
+MC_PROMPT = "Q: {question}\nA:"  # the context of every choice (the task's doc_to_text)
+CHOICE_DELIMITER = " "  # between context and choice (the harness's default target_delimiter)
 
 
 def is_wrong_for(candidate: str, golds: list[str], lang: str) -> bool:
@@ -80,7 +82,7 @@ dataset_kwargs:
     test: {data_file}
 test_split: test
 output_type: multiple_choice
-doc_to_text: "Q: {{{{question}}}}\\nA:"
+doc_to_text: {json.dumps(MC_PROMPT.replace("{question}", "{{question}}"))}
 doc_to_choice: choices
 doc_to_target: answer
 metric_list:

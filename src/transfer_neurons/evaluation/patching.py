@@ -13,7 +13,9 @@ either one layer's neurons at a time (``single``) or every layer's up to that on
 The measure is the English-L2 alignment the paper uses, per layer: mutual k-NN and the cosine of
 parallel pairs. ``recovery = (patched - corrupted) / (clean - corrupted)``. The same patching of a
 control set (a magnitude-matched or random set of the same size) tells what any set of neurons of
-that size would give back.
+that size would give back. Two tables: per run, layer and metric; and per patched run, test pair and
+metric, each pair's alignment averaged over layers, so that the report can resample pairs for the
+recovery's confidence interval.
 
 Deactivation and patching touch the last token only, so every run shares the batch's unscaled
 prefix and computes the last token alone, and several runs go through one pass, each on its own
@@ -22,7 +24,6 @@ copy of the batch's rows (at the default sizes, a set's 43 runs take 2 passes in
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,21 +33,28 @@ import polars as pl
 import torch
 from tqdm import tqdm
 
-from transfer_neurons.data.dumps import Dump, kept_pairs
+from transfer_neurons.data.dumps import Dump, check_last_layer, kept_pairs, with_last_layer
 from transfer_neurons.data.tidy import labelled
-from transfer_neurons.evaluation.alignment import mutual_knn_alignment, row_cosines
+from transfer_neurons.evaluation.alignment import check_knn_ks, nearest_neighbours, neighbour_shares, row_cosines
 from transfer_neurons.evaluation.conditions import condition_neurons
 from transfer_neurons.model.batching import (
-    TokenizedBatch,
-    last_token_forward,
+    copies_per_pass,
     length_sorted_batches,
+    pass_groups,
     prefix_cache,
     token_lengths,
     tokenize,
 )
-from transfer_neurons.model.hooks import LastTokenEdits, capture_states, last_token_edits
+from transfer_neurons.model.hooks import NeuronEdit, last_token_states
 from transfer_neurons.model.loading import LoadedModel, load_model
-from transfer_neurons.names import TARGET_SIDE, ConditionKind, NeuronType, condition_name
+from transfer_neurons.names import (
+    TARGET_SIDE,
+    TRANSFER_SET,
+    ConditionKind,
+    NeuronType,
+    condition_group,
+    condition_name,
+)
 
 SOURCES = ("clean", "english", "mean")
 SCOPES = ("single", "cumulative")
@@ -73,19 +81,21 @@ def patches_of(set_layers: Sequence[int]) -> list[Patch]:
 
 
 # A run's hooks for a batch: (neurons scaled by the factor, {layer: (neurons, values [batch, n])} patched).
-RunHooks = LastTokenEdits
+RunHooks = tuple[Mapping[int, Sequence[int]], Mapping[int, tuple[Sequence[int], torch.Tensor]]]
 
 
 def last_token_runs(
     loaded: LoadedModel, sentences: Sequence[str], runs: Mapping[str, callable], factor: float,
-    max_batch_tokens: int | None,
+    max_batch_tokens: int | None, last_layer: str = "raw",
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
-    """Layer outputs [L, N, d] and neuron activations [L, N, d_mlp] at the last token, for each named run.
+    """Layer states [L, N, d] (the last layer read as ``last_layer`` says) and neuron activations
+    [L, N, d_mlp] at the last token, for each named run.
 
     ``runs[name](rows)`` gives the run's ``RunHooks`` for the batch of sentence indices ``rows``;
     every run continues from the batch's unscaled prefix. A run computes one token per row, so
     batches are as wide as ``max_batch_tokens`` allows for the prefix, and several runs share one
-    forward pass, each on its own copy of the batch's rows (``runs_per_pass``).
+    forward pass, each on its own copy of the batch's rows (``model.hooks.last_token_states``), as
+    many as the same budget allows for their copies of the prefix cache.
     """
     batches = length_sorted_batches(token_lengths(loaded.tokenizer, sentences), len(sentences), max_batch_tokens)
     names = list(runs)
@@ -94,16 +104,17 @@ def last_token_runs(
     for rows in tqdm(batches, desc=f"{len(runs)} runs x batches", unit="batch"):
         batch = tokenize(loaded.tokenizer, [sentences[row] for row in rows]).to(loaded.device)
         with torch.no_grad():
-            cache = prefix_cache(loaded.model, batch)
-        stack = runs_per_pass(batch.input_ids.numel(), len(names), max_batch_tokens)
-        for first in range(0, len(names), stack):
-            group = names[first : first + stack]
-            group_hooks = [runs[name](rows) for name in group]
-            states = stacked_last_token_pass(loaded, batch, cache, group_hooks, factor)
-            for index, name in enumerate(group):
-                # Row r of the group's index-th run is row r * len(group) + index of the stacked pass.
-                outputs[name].append(states.layer_output[:, index :: len(group)].cpu().numpy())
-                activations[name].append(states.neuron_activations[:, index :: len(group)].cpu().numpy())
+            prefix = prefix_cache(loaded.model, batch)
+        per_pass = copies_per_pass(*batch.input_ids.shape, len(names), max_batch_tokens)
+        for group in pass_groups(names, per_pass):
+            edits = [NeuronEdit(scaled, factor, "last", patches) for scaled, patches in (runs[n](rows) for n in group)]
+            captured = last_token_states(loaded.model, loaded.adapter, batch, prefix, edits,
+                                         final_norm=check_last_layer(last_layer) == "normed")  # fmt: skip
+            for name, states in zip(group, captured, strict=True):
+                outputs[name].append(
+                    with_last_layer(states.layer_output, states.final_normed, last_layer).cpu().numpy()
+                )
+                activations[name].append(states.neuron_activations.cpu().numpy())
     corpus_order = np.argsort(np.concatenate([np.asarray(rows) for rows in batches]))
     return {
         name: (
@@ -114,45 +125,25 @@ def last_token_runs(
     }
 
 
-def runs_per_pass(batch_tokens: int, n_runs: int, max_batch_tokens: int | None) -> int:
-    """How many runs share one last-token pass: their copies of the prefix cache together hold at
-    most ``max_batch_tokens`` tokens, as the batch's own prefix does."""
-    if max_batch_tokens is None:
-        return max(n_runs, 1)
-    return max(1, min(n_runs, max_batch_tokens // max(batch_tokens, 1)))
-
-
-def stacked_last_token_pass(loaded: LoadedModel, batch, cache, group_hooks: Sequence[RunHooks], factor: float):
-    """One last-token pass of ``len(group_hooks)`` runs over copies of the batch -> ``CapturedStates``.
-
-    Rows are repeated in place (``batch_repeat_interleave``, as beam search lays them out): row r of
-    run k is row r * K + k.
-    """
-    copies = len(group_hooks)
-    stacked_cache = copy.deepcopy(cache)
-    stacked_cache.batch_repeat_interleave(copies)
-    stacked = TokenizedBatch(
-        batch.input_ids.repeat_interleave(copies, dim=0), batch.attention_mask.repeat_interleave(copies, dim=0)
-    )
-    with (
-        torch.no_grad(),
-        last_token_edits(loaded.adapter, group_hooks, factor),
-        capture_states(loaded.adapter) as captured,
-    ):
-        last_token_forward(loaded.model, stacked, stacked_cache)
-    return captured["states"]
-
-
 def no_hooks(rows) -> RunHooks:
     return {}, {}
 
 
+def alignment_by_pair(english: np.ndarray, target: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per layer and pair, from [L, N, d] English and L2 states -> [L, N] each: ``mutual_knn``, the share
+    of the pair's k nearest neighbours that the two spaces agree on, and ``parallel_cosine``, the
+    cosine of its two states. A layer's mutual k-NN alignment is the mean of its row."""
+    check_knn_ks([k], english.shape[1])
+    shares = [
+        neighbour_shares(nearest_neighbours(pivot, k), nearest_neighbours(other, k))
+        for pivot, other in zip(english, target, strict=True)
+    ]
+    return {"mutual_knn": np.stack(shares), "parallel_cosine": row_cosines(english, target)}
+
+
 def alignment_by_layer(english: np.ndarray, target: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """Mutual k-NN and mean parallel-pair cosine per layer, from [L, N, d] English and L2 states."""
-    return {
-        "mutual_knn": np.array([mutual_knn_alignment(e, t, k) for e, t in zip(english, target, strict=True)]),
-        "parallel_cosine": row_cosines(english, target).mean(axis=1),
-    }
+    """Mutual k-NN and mean parallel-pair cosine per layer, from [L, N, d] English and L2 states -> [L] each."""
+    return {metric: values.mean(axis=1) for metric, values in alignment_by_pair(english, target, k).items()}
 
 
 def patch_hooks(neurons: Mapping[int, Sequence[int]], patch: Patch, sources: Mapping[str, np.ndarray]):
@@ -174,38 +165,64 @@ def run_name(patch: Patch) -> str:
     return "corrupted" if patch.source is None else f"{patch.source}/{patch.scope}/{patch.patched_layer}"
 
 
-def patching_table(
+def patching_tables(
     english: np.ndarray, clean: np.ndarray, patched: Mapping[str, np.ndarray], patches: Sequence[Patch], k: int
-) -> pl.DataFrame:
-    """Per run, layer and metric: the alignment, its clean and corrupted values and the recovery."""
-    clean_alignment = alignment_by_layer(english, clean, k)
-    corrupted_alignment = alignment_by_layer(english, patched["corrupted"], k)
-    rows = []
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The patching tables of one neuron set, from [L, N, d] English, clean and each run's L2 states.
+
+    Per run, layer and metric: the alignment, its clean and corrupted values and the recovery. Per
+    patched run, test pair and metric: the pair's alignment averaged over layers, clean, corrupted and
+    patched (``value``), which lets the report resample pairs (their means over pairs are the layer
+    means of the first table).
+    """
+    clean_pairs = alignment_by_pair(english, clean, k)
+    corrupted_pairs = alignment_by_pair(english, patched["corrupted"], k)
+    layer_rows, pair_frames = [], []
     for patch in patches:
-        alignment = alignment_by_layer(english, patched[run_name(patch)], k)
-        for metric, values in alignment.items():
-            for layer, value in enumerate(values):
-                gap = clean_alignment[metric][layer] - corrupted_alignment[metric][layer]
-                rows.append({"source": patch.source, "scope": patch.scope, "patched_layer": patch.patched_layer,
-                             "layer": layer, "metric": metric, "value": float(value),
-                             "clean": float(clean_alignment[metric][layer]),
-                             "corrupted": float(corrupted_alignment[metric][layer]),
-                             "recovery": float((value - corrupted_alignment[metric][layer]) / gap)
-                             if abs(gap) > 1e-12 else None})  # fmt: skip
-    return pl.DataFrame(rows, infer_schema_length=None)
+        run_pairs = alignment_by_pair(english, patched[run_name(patch)], k)
+        labels = {"source": patch.source, "scope": patch.scope, "patched_layer": patch.patched_layer}
+        for metric, values in run_pairs.items():
+            clean_layers, corrupted_layers = clean_pairs[metric].mean(axis=1), corrupted_pairs[metric].mean(axis=1)
+            for layer, value in enumerate(values.mean(axis=1)):
+                gap = clean_layers[layer] - corrupted_layers[layer]
+                layer_rows.append({**labels, "layer": layer, "metric": metric, "value": float(value),
+                                   "clean": float(clean_layers[layer]), "corrupted": float(corrupted_layers[layer]),
+                                   "recovery": float((value - corrupted_layers[layer]) / gap)
+                                   if abs(gap) > 1e-12 else None})  # fmt: skip
+            if patch.source is not None:  # the corrupted run is every pair row's ``corrupted``
+                pair_frames.append(pair_rows(labels, metric, values, clean_pairs[metric], corrupted_pairs[metric]))
+    return pl.DataFrame(layer_rows, infer_schema_length=None), pl.concat(pair_frames)
+
+
+def pair_rows(labels: Mapping, metric: str, patched: np.ndarray, clean: np.ndarray, corrupted: np.ndarray):
+    """One patched run's rows of the per-pair table, from [L, N] per-layer values of each pair."""
+    n_pairs = patched.shape[1]
+    return pl.DataFrame(
+        {
+            "source": [labels["source"]] * n_pairs,
+            "scope": [labels["scope"]] * n_pairs,
+            "patched_layer": pl.Series([labels["patched_layer"]] * n_pairs, dtype=pl.Int64),
+            "pair": np.arange(n_pairs),
+            "metric": [metric] * n_pairs,
+            "value": patched.mean(axis=0),
+            "clean": clean.mean(axis=0),
+            "corrupted": corrupted.mean(axis=0),
+        }
+    )
 
 
 def evaluate_patching(
     loaded: LoadedModel, pairs: pl.DataFrame, neuron_sets: Mapping[str, Mapping[int, Sequence[int]]],
-    mean_activations: np.ndarray, *, factor: float, max_batch_tokens: int, k: int,
-) -> pl.DataFrame:  # fmt: skip
-    """The patching table of every neuron set (``transfer`` and its control), on the test pairs.
+    mean_activations: np.ndarray, *, factor: float, max_batch_tokens: int, k: int, last_layer: str = "raw",
+) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+    """The patching tables (per layer, per pair: ``patching_tables``) of every neuron set (``transfer``
+    and its control), on the test pairs.
 
     ``mean_activations`` [L, d_mlp] is each neuron's mean over the language's training sentences.
     """
 
     def unhooked(sentences):
-        return last_token_runs(loaded, sentences, {"clean": no_hooks}, factor, max_batch_tokens)["clean"]
+        return last_token_runs(loaded, sentences, {"clean": no_hooks}, factor, max_batch_tokens, last_layer)["clean"]
 
     target_sentences = pairs["target_text"].to_list()
     english, english_activations = unhooked(pairs["pivot_text"].to_list())
@@ -215,41 +232,54 @@ def evaluate_patching(
         "english": english_activations,
         "mean": np.broadcast_to(mean_activations[:, None, :], clean_activations.shape),
     }
-    frames = []
+    layer_frames, pair_frames = [], []
     for set_name, neurons in neuron_sets.items():
         patches = patches_of(sorted(neurons))
         runs = {run_name(patch): patch_hooks(neurons, patch, sources) for patch in patches}
-        patched = {name: states for name, (states, _) in last_token_runs(loaded, target_sentences, runs, factor,
-                                                                         max_batch_tokens).items()}  # fmt: skip
-        table = patching_table(english, clean, patched, patches, k)
-        frames.append(table.with_columns(pl.lit(set_name).alias("neuron_set")))
-    return pl.concat(frames).select("neuron_set", pl.exclude("neuron_set"))
+        by_run = last_token_runs(loaded, target_sentences, runs, factor, max_batch_tokens, last_layer)
+        patched = {name: states for name, (states, _) in by_run.items()}
+        by_layer, by_pair = patching_tables(english, clean, patched, patches, k)
+        layer_frames.append(by_layer.with_columns(pl.lit(set_name).alias("neuron_set")))
+        pair_frames.append(by_pair.with_columns(pl.lit(set_name).alias("neuron_set")))
+    return tuple(
+        pl.concat(frames).select("neuron_set", pl.exclude("neuron_set")) for frames in (layer_frames, pair_frames)
+    )
 
 
 def patching_sets(conditions: pl.DataFrame, control_seed: int) -> dict[str, dict[int, list[int]]]:
     """The Type-1 transfer neurons, and their control: the magnitude-matched set of ``control_seed``,
     or the random set where there is none."""
     names = set(conditions["condition"].to_list())
-    control = condition_name(ConditionKind.MAGNITUDE_MATCHED, NeuronType.TYPE1, control_seed)
-    if control not in names:
-        control = condition_name(ConditionKind.RANDOM, NeuronType.TYPE1, control_seed)
+    kind = ConditionKind.MAGNITUDE_MATCHED
+    if condition_name(kind, NeuronType.TYPE1, control_seed) not in names:
+        kind = ConditionKind.RANDOM
     return {
-        "transfer": condition_neurons(conditions, NeuronType.TYPE1.value),
-        control.rsplit("_s", 1)[0]: condition_neurons(conditions, control),
+        TRANSFER_SET: condition_neurons(conditions, condition_name(ConditionKind.TRANSFER, NeuronType.TYPE1)),
+        condition_group(kind, NeuronType.TYPE1): condition_neurons(
+            conditions, condition_name(kind, NeuronType.TYPE1, control_seed)
+        ),
     }
 
 
 def run_patching(
     manifest: Path, test_pairs: Path, train_dump: Path, conditions: Path, *, control_seed: int, factor: float,
     max_batch_tokens: int, knn_k: int, max_pairs: int | None, device: str, labels: dict,
-) -> pl.DataFrame:  # fmt: skip
-    """The ``evaluate_patching`` rule for one language."""
-    loaded = load_model(manifest, device)
+    dtype: str = "auto", last_layer: str = "raw",
+) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+    """The ``evaluate_patching`` rule for one language: the per-layer and the per-pair patching tables."""
+    loaded = load_model(manifest, device, dtype=dtype)
     pairs = kept_pairs(test_pairs)
     pairs = pairs.head(max_pairs) if max_pairs else pairs
     mean_activations = Dump(Path(train_dump) / TARGET_SIDE).all_layers("neuron_activations").mean(axis=1)
     sets = patching_sets(pl.read_parquet(conditions), control_seed)
-    table = evaluate_patching(
-        loaded, pairs, sets, mean_activations, factor=factor, max_batch_tokens=max_batch_tokens, k=knn_k
+    tables = evaluate_patching(
+        loaded,
+        pairs,
+        sets,
+        mean_activations,
+        factor=factor,
+        max_batch_tokens=max_batch_tokens,
+        k=knn_k,
+        last_layer=last_layer,
     )
-    return labelled(table, **labels)
+    return tuple(labelled(table, **labels) for table in tables)

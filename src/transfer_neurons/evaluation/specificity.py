@@ -60,18 +60,32 @@ def language_groups(languages, groups: Mapping[str, Sequence[str]] | None) -> di
     return {lang: group_of[lang] for lang in languages}
 
 
+def english_source(test_dumps: Mapping[str, Path], english_pairs: str | None) -> Path:
+    """The test dump whose English (pivot) side gives the English sentences: ``english_pairs``'s
+    (``evaluation.specificity.english_pairs``; the authors' ``en_mono_test`` is the English side of
+    the nl test pairs), or the first language's when it is null."""
+    if english_pairs is None:
+        return Path(next(iter(test_dumps.values())))
+    if english_pairs not in test_dumps:
+        raise ValueError(
+            f"evaluation.specificity.english_pairs: {english_pairs!r} is not one of the languages {list(test_dumps)}"
+        )
+    return Path(test_dumps[english_pairs])
+
+
 def run_specificity(
     test_dumps: dict[str, Path], top_lists: dict[str, Path], *, pivot: str, main_label: str,
-    groups: Mapping[str, Sequence[str]] | None, labels: dict,
+    groups: Mapping[str, Sequence[str]] | None, labels: dict, english_pairs: str | None = None,
 ) -> pl.DataFrame:  # fmt: skip
-    """eta^2 and ANOVA p of every top-N neuron over the test sentences of all languages.
+    """eta^2 and ANOVA p of every top-N neuron over the test sentences of all languages, with the
+    neuron's ``rank`` in its list (1 = best).
 
     As in the paper's test (its htest.py), the groups are two: for language X's neurons, X's
     sentences against every other language's (``grouping = language``), and the sentences of X's
-    group against the rest (``grouping = family``).
+    group against the rest (``grouping = family``). The English sentences are the English side of
+    ``english_pairs``'s test pairs (``english_source``).
     """
-    first = next(iter(test_dumps.values()))
-    sources = {pivot: Dump(Path(first) / PIVOT_SIDE)}
+    sources = {pivot: Dump(english_source(test_dumps, english_pairs) / PIVOT_SIDE)}
     sources.update({lang: Dump(Path(path) / TARGET_SIDE) for lang, path in test_dumps.items()})
     group_of = language_groups(list(sources), groups)
     sentence_languages = np.concatenate([[name] * dump.meta["n_sentences"] for name, dump in sources.items()])
@@ -89,5 +103,6 @@ def run_specificity(
                 eta, p_value = eta_squared_anova(activations, in_group)
                 frames.append(pl.DataFrame({"language": lang, "group": group_of[lang], "grouping": grouping,
                                             "neuron_type": neuron_type, "layer": layer, "neuron": neurons,
-                                            "eta_squared": eta, "p_value": p_value}))  # fmt: skip
+                                            "rank": group["rank"], "eta_squared": eta,
+                                            "p_value": p_value}))  # fmt: skip
     return labelled(pl.concat(frames), **labels)

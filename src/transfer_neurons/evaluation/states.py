@@ -6,7 +6,6 @@ L2 side is recomputed under each condition.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 from safetensors.numpy import save_file
 from tqdm import tqdm
 
-from transfer_neurons.data.dumps import Dump, kept_pairs
+from transfer_neurons.data.dumps import Dump, check_last_layer, kept_pairs, with_last_layer
 from transfer_neurons.data.tidy import labelled
 from transfer_neurons.evaluation.alignment import (
     check_knn_ks,
@@ -30,91 +29,104 @@ from transfer_neurons.evaluation.alignment import (
 from transfer_neurons.evaluation.conditions import (
     InterventionSettings,
     condition_info,
-    condition_names,
-    condition_neurons,
+    condition_runs,
 )
 from transfer_neurons.model.batching import (
     TokenizedBatch,
+    copies_per_pass,
     decoder_forward,
-    last_token_forward,
     length_sorted_batches,
+    pass_groups,
     prefix_cache,
+    stacked_rows,
     token_lengths,
     tokenize,
 )
 from transfer_neurons.model.hooks import (
-    capture_states,
-    recording_layer_outputs,
-    replaying_layer_outputs,
-    scaled_neurons,
+    CapturedStates,
+    HookSession,
+    NeuronEdit,
+    last_token_states,
     touches_only_last_token,
 )
 from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.names import ACTIVATION_COSINE, PIVOT_SIDE, STATE_COSINE, cosine_metric, knn_metric
 
 
-def first_touched_layer(neurons: Mapping[int, Sequence[int]], n_layers: int) -> int:
-    """The lowest layer with a scaled neuron (``n_layers`` when none is)."""
-    return min((layer for layer, chosen in neurons.items() if len(chosen)), default=n_layers)
+def batch_states_by_run(
+    loaded: LoadedModel, batch: TokenizedBatch, runs: Mapping[str, NeuronEdit], max_batch_tokens: int | None,
+    last_layer: str = "raw",
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """Last-token layer states and activations [L, batch, ...] of one batch under every run (a condition's
+    ``NeuronEdit``), the runs as rows of shared passes (as many as ``max_batch_tokens`` allows).
 
-
-def batch_states_by_condition(
-    loaded: LoadedModel, batch: TokenizedBatch, neuron_sets: Mapping[str, Mapping[int, Sequence[int]]], settings
-) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Last-token layer outputs and activations [L, batch, ...] of one batch under every condition.
-
-    Where no condition reaches a token before the last (``last``, ``prompt_last``), the batch's
-    prefix runs once and every condition runs only the last token from its cache; otherwise
-    layers below a condition's first scaled neuron are replayed from one normal pass.
+    Where no run reaches a token before the last (``last``, ``prompt_last``), the batch's prefix runs
+    once and the runs continue on the last token from copies of its cache; otherwise layers below the
+    runs' first scaled neuron are replayed from one normal pass. ``last_layer`` (``runtime.last_layer``)
+    says how the last layer's state is read: ``normed`` is the final norm's output (HF's
+    ``hidden_states[-1]``, the paper's), ``raw`` the layer's own output.
     """
-    if touches_only_last_token(settings.positions) and batch.input_ids.shape[1] > 1:
-        return states_from_shared_prefix(loaded, batch, neuron_sets, settings)
-    return states_with_replay(loaded, batch, neuron_sets, settings)
+    normed = check_last_layer(last_layer) == "normed"
+    if all(touches_only_last_token(edit.positions) for edit in runs.values()) and batch.input_ids.shape[1] > 1:
+        states = states_from_shared_prefix(loaded, batch, runs, max_batch_tokens, normed)
+    else:
+        states = states_with_replay(loaded, batch, runs, max_batch_tokens, normed)
+    return {
+        name: (with_last_layer(found.layer_output, found.final_normed, last_layer), found.neuron_activations)
+        for name, found in states.items()
+    }
 
 
-def states_from_shared_prefix(loaded: LoadedModel, batch: TokenizedBatch, neuron_sets, settings):
-    """Every condition continues from one copy of the unscaled prefix cache, on the last token only."""
+def states_from_shared_prefix(
+    loaded: LoadedModel, batch: TokenizedBatch, runs: Mapping[str, NeuronEdit], max_batch_tokens: int | None,
+    final_norm: bool,
+) -> dict[str, CapturedStates]:  # fmt: skip
+    """Every run continues from its own copy of the unscaled prefix cache, on the last token only."""
     with torch.no_grad():
-        cache = prefix_cache(loaded.model, batch)
+        prefix = prefix_cache(loaded.model, batch)
+    names = list(runs)
+    per_pass = copies_per_pass(*batch.input_ids.shape, len(names), max_batch_tokens)
     results = {}
-    for name, neurons in neuron_sets.items():
-        with (
-            torch.no_grad(),
-            scaled_neurons(loaded.adapter, neurons, settings.factor, settings.positions),
-            capture_states(loaded.adapter) as captured,
-        ):
-            last_token_forward(loaded.model, batch, copy.deepcopy(cache))
-        results[name] = (captured["states"].layer_output, captured["states"].neuron_activations)
+    for group in pass_groups(names, per_pass):
+        edits = [runs[name] for name in group]
+        captured = last_token_states(loaded.model, loaded.adapter, batch, prefix, edits, final_norm=final_norm)
+        results.update(zip(group, captured, strict=True))
     return results
 
 
-def states_with_replay(loaded: LoadedModel, batch: TokenizedBatch, neuron_sets, settings):
-    """One normal pass records each layer's output; a condition whose first scaled neuron is in
-    layer k replays layers 0..k-1 from that record and computes only the rest."""
+def states_with_replay(
+    loaded: LoadedModel, batch: TokenizedBatch, runs: Mapping[str, NeuronEdit], max_batch_tokens: int | None,
+    final_norm: bool,
+) -> dict[str, CapturedStates]:  # fmt: skip
+    """One normal pass records each layer's output; the runs of a stacked pass replay the layers below
+    their first edited layer from that record (each row repeated per run) and compute only the rest."""
     model, adapter = loaded.model, loaded.adapter
     n_layers = adapter.facts.n_layers
-    with torch.no_grad(), recording_layer_outputs(adapter) as recorded, capture_states(adapter) as captured:
+    with torch.no_grad(), HookSession(adapter) as session:
+        recorded = session.record_layers()
+        capture = session.capture(final_norm=final_norm)
         decoder_forward(model, batch)
-    normal = captured["states"]
-    results = {}
-    for name, neurons in neuron_sets.items():
-        first = first_touched_layer(neurons, n_layers)
-        if first == n_layers:
-            results[name] = (normal.layer_output, normal.neuron_activations)
-            continue
-        replayed = {layer: recorded[layer] for layer in range(first)}
-        with (
-            torch.no_grad(),
-            replaying_layer_outputs(adapter, replayed),
-            scaled_neurons(adapter, neurons, settings.factor, settings.positions),
-            capture_states(adapter, layers=range(first, n_layers)) as captured,
-        ):
-            decoder_forward(model, batch)
-        computed = captured["states"]
-        results[name] = (
-            torch.cat([normal.layer_output[:first], computed.layer_output]),
-            torch.cat([normal.neuron_activations[:first], computed.neuron_activations]),
-        )
+    normal = capture.states
+    first_layer = {name: min(edit.layers(), default=n_layers) for name, edit in runs.items()}
+    results = {name: normal for name, first in first_layer.items() if first == n_layers}
+    edited = sorted((name for name in runs if name not in results), key=first_layer.__getitem__)
+    per_pass = copies_per_pass(*batch.input_ids.shape, len(edited), max_batch_tokens)
+    for group in pass_groups(edited, per_pass):
+        first, copies = first_layer[group[0]], len(group)  # sorted: the group's lowest first layer
+        with torch.no_grad(), HookSession(adapter) as session:
+            session.replay_layers({layer: recorded[layer] for layer in range(first)}, copies=copies)
+            session.edit_neurons([runs[name] for name in group])
+            capture = session.capture(layers=range(first, n_layers), final_norm=final_norm)
+            decoder_forward(model, stacked_rows(batch, copies))
+        for index, name in enumerate(group):
+            computed = capture.states.rows(index, copies)
+            # Below its own first edited layer a run's states are the normal ones, exactly.
+            own = first_layer[name]
+            results[name] = CapturedStates(
+                *(torch.cat([getattr(normal, part)[:own], getattr(computed, part)[own - first :]]) for part in (
+                    "layer_output", "mlp_contribution", "neuron_activations", "write_scale")),
+                final_normed=computed.final_normed,
+            )  # fmt: skip
     return results
 
 
@@ -130,26 +142,27 @@ class ConditionStates:
     activation_cosines: dict[str, np.ndarray]  # pairing ("parallel" / "non_parallel") -> [L, N]
 
 
-def states_by_condition(
-    loaded: LoadedModel, sentences: Sequence[str], neuron_sets, settings: InterventionSettings,
-    pivot_activations: np.ndarray,
+def states_by_run(
+    loaded: LoadedModel, sentences: Sequence[str], runs: Mapping[str, NeuronEdit], *, batch_size: int,
+    max_batch_tokens: int | None, pivot_activations: np.ndarray, last_layer: str = "raw",
 ) -> dict[str, ConditionStates]:  # fmt: skip
-    """Last-token layer outputs of ``sentences`` per condition, and the cosine of each sentence's
-    activation pattern with its English pair's (``pivot_activations`` [L, N, d_mlp]) and with the
-    non-parallel English sentence that ``derangement`` pairs it with."""
+    """Last-token layer states of ``sentences`` per run (the last layer read as ``last_layer`` says),
+    and the cosine of each sentence's activation pattern with its English pair's (``pivot_activations``
+    [L, N, d_mlp]) and with the non-parallel English sentence that ``derangement`` pairs it with."""
     tokenizer = loaded.tokenizer
     partner = {"parallel": np.arange(len(sentences)), "non_parallel": np.argsort(derangement(len(sentences)))}
-    outputs: dict[str, list] = {name: [] for name in neuron_sets}
-    cosines = {name: {pairing: [] for pairing in partner} for name in neuron_sets}
+    outputs: dict[str, list] = {name: [] for name in runs}
+    cosines = {name: {pairing: [] for pairing in partner} for name in runs}
     # Runs that share the prefix compute one token per row: a batch as wide as the token budget
     # allows keeps those small matrix products efficient.
-    width = len(sentences) if touches_only_last_token(settings.positions) else settings.batch_size
-    batches = length_sorted_batches(token_lengths(tokenizer, sentences), width, settings.max_batch_tokens)
+    last_only = all(touches_only_last_token(edit.positions) for edit in runs.values())
+    width = len(sentences) if last_only else batch_size
+    batches = length_sorted_batches(token_lengths(tokenizer, sentences), width, max_batch_tokens)
     with tqdm(total=len(batches), desc="state batches", unit="batch") as progress:
         for rows in batches:
             batch = tokenize(tokenizer, [sentences[row] for row in rows]).to(loaded.device)
-            for name, (layer_output, activations) in batch_states_by_condition(
-                loaded, batch, neuron_sets, settings
+            for name, (layer_output, activations) in batch_states_by_run(
+                loaded, batch, runs, max_batch_tokens, last_layer
             ).items():
                 outputs[name].append(layer_output.cpu().numpy())
                 activations = activations.cpu().numpy()
@@ -163,7 +176,7 @@ def states_by_condition(
             np.concatenate(outputs[name], axis=1)[:, corpus_order],
             {pairing: np.concatenate(parts, axis=1)[:, corpus_order] for pairing, parts in cosines[name].items()},
         )
-        for name in neuron_sets
+        for name in runs
     }
 
 
@@ -206,10 +219,11 @@ def evaluate_states(
     conditions: pl.DataFrame,
     settings: InterventionSettings,
     knn_ks: Sequence[int],
+    last_layer: str = "raw",
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, np.ndarray]]:
     """Alignment metrics per condition and layer, per condition and pair, and each condition's L2
-    centroids [L, d]."""
-    pivot_states = test_dump.all_layers("layer_output")
+    centroids [L, d]; the last layer of both sides read as ``last_layer`` (``runtime.last_layer``) says."""
+    pivot_states = test_dump.layer_states(last_layer)
     pivot_acts = test_dump.all_layers("neuron_activations")
     if pivot_states.shape[1] != len(target_sentences):
         raise ValueError(
@@ -217,8 +231,10 @@ def evaluate_states(
         )
     check_knn_ks(knn_ks, pivot_states.shape[1])
     pivot_neighbours = [nearest_neighbours(layer_states, max(knn_ks)) for layer_states in pivot_states]
-    neuron_sets = {name: condition_neurons(conditions, name) for name in condition_names(conditions)}
-    states = states_by_condition(loaded, target_sentences, neuron_sets, settings, pivot_acts)
+    runs = condition_runs(conditions, settings)
+    states = states_by_run(loaded, target_sentences, runs, batch_size=settings.batch_size,
+                           max_batch_tokens=settings.max_batch_tokens, pivot_activations=pivot_acts,
+                           last_layer=last_layer)  # fmt: skip
     records, pair_frames, centroids = [], [], {}
     for condition, target in states.items():
         centroids[condition] = target.layer_output.mean(axis=1)
@@ -233,17 +249,17 @@ def evaluate_states(
 
 def run_state_evaluation(
     manifest: Path, test_pairs: Path, test_dump: Path, conditions: Path, settings: InterventionSettings, *,
-    knn_ks, device: str, labels: dict, arrays_path: Path,
+    knn_ks, device: str, labels: dict, arrays_path: Path, dtype: str = "auto", last_layer: str = "raw",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
     """Alignment metrics per layer and per pair under every condition; saves the L2 test centroids
-    [L, d] per condition."""
-    loaded = load_model(manifest, device)
+    [L, d] per condition, recording which last layer they hold."""
+    loaded = load_model(manifest, device, dtype=dtype)
     target_sentences = kept_pairs(test_pairs)["target_text"].to_list()
     table = pl.read_parquet(conditions)
     metrics, pairs, centroids = evaluate_states(
-        loaded, Dump(Path(test_dump) / PIVOT_SIDE), target_sentences, table, settings, knn_ks
+        loaded, Dump(Path(test_dump) / PIVOT_SIDE), target_sentences, table, settings, knn_ks, last_layer
     )
-    save_file(condition_centroid_arrays(centroids), str(arrays_path))
+    save_file(condition_centroid_arrays(centroids), str(arrays_path), metadata={"last_layer": last_layer})
     return labelled(metrics, **labels), labelled(pairs, **labels)
 
 

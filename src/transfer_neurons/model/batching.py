@@ -118,3 +118,35 @@ def batches(items: Sequence, batch_size: int) -> Iterator[tuple[int, Sequence]]:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     for start in range(0, len(items), batch_size):
         yield start, items[start : start + batch_size]
+
+
+# --- conditions as rows: K copies of a batch in one pass -------------------------------------------
+def stacked_rows(batch: TokenizedBatch, copies: int) -> TokenizedBatch:
+    """``copies`` copies of every row, each row's copies together: row r of copy k is row r * copies + k.
+
+    The layout of a cache's ``batch_repeat_interleave`` (as beam search lays rows out); with one
+    ``model.hooks.NeuronEdit`` per copy, each condition's edits reach its own rows.
+    """
+    return TokenizedBatch(
+        batch.input_ids.repeat_interleave(copies, dim=0), batch.attention_mask.repeat_interleave(copies, dim=0)
+    )
+
+
+def copy_rows(stacked, copy: int, copies: int, dim: int = 0):
+    """The rows of copy ``copy`` of a stacked tensor or array (``stacked_rows``' layout), along ``dim``."""
+    index = [slice(None)] * stacked.ndim
+    index[dim] = slice(copy, None, copies)
+    return stacked[tuple(index)]
+
+
+def copies_per_pass(rows: int, width: int, copies: int, max_batch_tokens: int | None) -> int:
+    """How many copies of a batch of ``rows`` x ``width`` tokens one pass takes: together at most
+    ``max_batch_tokens`` tokens (at least one copy, however long the batch)."""
+    if max_batch_tokens is None:
+        return max(copies, 1)
+    return max(1, min(copies, max_batch_tokens // max(rows * width, 1)))
+
+
+def pass_groups(names: Sequence[str], per_pass: int) -> list[list[str]]:
+    """``names`` in consecutive groups of at most ``per_pass``: the conditions that share each pass."""
+    return [list(names[start : start + per_pass]) for start in range(0, len(names), max(per_pass, 1))]

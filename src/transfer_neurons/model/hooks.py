@@ -1,39 +1,111 @@
-"""Hooks on a model's native modules: read states, scale neurons, replay layers.
+"""Every hook on a model goes through one object: the ``HookSession``.
 
-Everything that attaches to a forward pass lives here, keyed by the adapter's module paths
-(``model.adapters``):
+A session owns each handle it registers and removes them all when its block ends; no other module
+registers hooks (as TransformerLens's ``HookedRootModule`` owns its hook points). It addresses named
+sites of each decoder layer, through the adapter's native module paths (``model.adapters``):
 
-* ``capture_states`` reads, per layer, the quantities of ``adapters.base`` at the last token
-  (or every position, for exactness tests);
-* ``scaled_neurons`` multiplies chosen neuron activations (the input of the down projection)
-  by a factor at chosen positions: a factor of 0 removes exactly the neurons' writes
-  ``a_i v_i`` from the residual stream (for every family, including Gemma, whose post-MLP
-  norm then sees the reduced sum);
-* ``patched_neurons`` sets chosen neurons' activations at the last token to given values
-  (activation patching), and ``last_token_edits`` scales and sets them for several runs at once,
-  each on its own copy of a batch's rows;
-* ``recording_layer_outputs`` / ``replaying_layer_outputs`` record decoder layers' outputs in
-  one pass and return them in later passes of the same batch: an intervention on layer k
-  cannot change layers 0..k-1, so those need not be computed again.
+* ``NEURONS``       [batch, pos, d_mlp]   the neurons' activations: the input of the down projection
+* ``MLP_OUTPUT``    [batch, pos, d_model] what the MLP adds to the residual stream
+* ``LAYER_OUTPUT``  [batch, pos, d_model] the raw residual stream after the layer
+* ``ACTIVATION``    [batch, pos, d_mlp]   the activation function's output (> 0: active, as LAPE counts)
 
-Position modes of ``scaled_neurons`` (batches are left-padded, so the last real token is at -1):
+and offers these operations on them:
 
-* ``last``: the last position of every forward pass (during generation, each new token);
-* ``prompt``: every position of the first forward pass (the prompt), none afterwards;
-* ``prompt_last``: the last prompt token during the prompt pass only (the paper's QA setup).
+* ``capture``: per layer, the quantities of ``adapters.base`` at the last token (or every position);
+  optionally also the final norm's output (``final_norm``: the last layer's state as HF's
+  ``hidden_states[-1]`` gives it) and the first layer's input (``embedding``: ``hidden_states[0]``);
+* ``count_active``: per neuron, the counted tokens where its activation function's output is > 0;
+* ``edit_neurons``: scale chosen neurons' activations by a factor and set others to given values
+  (activation patching), at positions of one vocabulary; a factor of 0 removes exactly the neurons'
+  writes ``a_i v_i`` (for every family, including Gemma, whose post-MLP norm then sees the reduced sum);
+* ``record_layers`` / ``replay_layers``: record decoder layers' outputs in one pass and return them in
+  later passes of the same batch without computing them (an edit of layer k cannot change layers 0..k-1);
+* ``observe``: call a function with a module's input or output (tests and diagnostics).
 
-May import: ``model.adapters``, torch.
+**Conditions as rows.** ``edit_neurons`` takes a list of K edits, one per condition; edit k applies to
+rows k, k + K, k + 2K, ... of the batch, the layout ``stacked_rows`` (``model.batching``) and a
+cache's ``batch_repeat_interleave`` give K copies of a batch. One pass then runs every condition.
+
+**Positions.** Every pass belongs to one input whose first ``prompt_length`` positions are its prompt
+(left-padded batches: the padded width; right-padded rows: each row's own length). Positions count
+from the first token of the input, across the passes of a generation. The vocabulary, everywhere:
+
+* ``prompt``: every prompt position;
+* ``prompt_last``: the prompt's last position (the paper's QA setting "last prompt token");
+* ``last``: the prompt's last position and every position after it: each new token of a generation,
+  the positions that predict an answer's tokens when it is scored in the same pass as its prompt, and
+  the last token of a sentence read alone;
+* ``all``: every position of every pass.
+
+May import: ``model.adapters``, ``model.batching``, torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from transfer_neurons.model.adapters import FamilyAdapter, effective_activations
+from transfer_neurons.model.batching import TokenizedBatch, last_token_forward, stacked_rows
+
+NEURONS, MLP_OUTPUT, LAYER_OUTPUT, ACTIVATION = "neurons", "mlp_output", "layer_output", "activation"
+POSITION_MODES = ("last", "prompt", "prompt_last", "all")
+
+
+def check_positions(positions: str) -> str:
+    if positions not in POSITION_MODES:
+        raise ValueError(f"positions must be one of {POSITION_MODES}, got {positions!r}")
+    return positions
+
+
+def touches_only_last_token(positions: str) -> bool:
+    """Whether no edit in this position mode reaches a prompt token before the last.
+
+    Then every condition's keys and values for those tokens equal the normal ones, so a batch's
+    prefix is computed once and each condition runs only the last token from its cache.
+    """
+    return positions in ("last", "prompt_last")
+
+
+def position_mask(positions: str, first: int, width: int, prompt_length: int | torch.Tensor) -> torch.Tensor:
+    """[rows or 1, width] bool: which of the positions ``first .. first + width - 1`` ``positions`` selects.
+
+    ``prompt_length`` is one number for every row (left padding) or a [rows] tensor (right padding).
+    """
+    index = torch.arange(first, first + width)[None, :]
+    length = torch.as_tensor(prompt_length).reshape(-1, 1).to(index.device)
+    if positions == "prompt":
+        return index < length
+    if positions == "prompt_last":
+        return index == length - 1
+    if positions == "last":
+        return index >= length - 1
+    return torch.ones_like(index, dtype=torch.bool)
+
+
+@dataclass(frozen=True)
+class NeuronEdit:
+    """One condition's edits of neuron activations (the input of each layer's down projection).
+
+    ``scaled[layer]`` neurons are multiplied by ``factor``; then ``patched[layer] = (neurons, values)``
+    neurons take ``values`` [rows, len(neurons)] (one row per row of the condition). Both at ``positions``.
+    """
+
+    scaled: Mapping[int, Sequence[int]] = field(default_factory=dict)
+    factor: float = 0.0
+    positions: str = "prompt"
+    patched: Mapping[int, tuple[Sequence[int], torch.Tensor]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_positions(self.positions)
+
+    def layers(self) -> set[int]:
+        return {layer for layer, chosen in self.scaled.items() if len(chosen)} | set(self.patched)
 
 
 @dataclass
@@ -44,6 +116,10 @@ class CapturedStates:
     mlp_contribution: torch.Tensor
     neuron_activations: torch.Tensor
     write_scale: torch.Tensor  # [layer, batch, (pos)]; ones where the family has no post-MLP norm
+    # [batch, (pos,) d_model], where the capture asked for them: the final norm's output (the normed last
+    # layer, HF's hidden_states[-1]) and the first decoder layer's input (the embedding, hidden_states[0]).
+    final_normed: torch.Tensor | None = None
+    embedding: torch.Tensor | None = None
 
     @property
     def residual_pre_mlp(self) -> torch.Tensor:
@@ -52,6 +128,13 @@ class CapturedStates:
     @property
     def effective_activations(self) -> torch.Tensor:
         return effective_activations(self.neuron_activations, self.write_scale)
+
+    def rows(self, index: int, copies: int) -> CapturedStates:
+        """The states of copy ``index``'s rows in a stacked batch (row r of copy k is row r * copies + k)."""
+        extra = {name: None if tensor is None else tensor[index::copies]
+                 for name, tensor in (("final_normed", self.final_normed), ("embedding", self.embedding))}  # fmt: skip
+        return CapturedStates(*(tensor[:, index::copies] for tensor in (
+            self.layer_output, self.mlp_contribution, self.neuron_activations, self.write_scale)), **extra)  # fmt: skip
 
 
 def _hidden_from_output(output) -> torch.Tensor:
@@ -65,197 +148,318 @@ def _select(tensor: torch.Tensor, last_token_only: bool) -> torch.Tensor:
     return selected.detach().to(torch.float32, copy=True)
 
 
+class Capture:
+    """What ``HookSession.capture`` fills during one forward pass; ``states`` once it has run."""
+
+    def __init__(self, layers: Sequence[int], final_norm: bool = False, embedding: bool = False) -> None:
+        self.layers = list(layers)
+        self.store: dict[str, dict[int, torch.Tensor]] = {key: {} for key in ("out", "contrib", "acts", "scale")}
+        # Filled under key 0 when asked for: the final norm's output and the first layer's input.
+        self.extra: dict[str, dict[int, torch.Tensor] | None] = {
+            "final_normed": {} if final_norm else None, "embedding": {} if embedding else None}  # fmt: skip
+
+    @property
+    def states(self) -> CapturedStates:
+        if len(self.store["out"]) != len(self.layers):
+            raise RuntimeError("the capture saw no forward pass (or an incomplete one)")
+        outputs = torch.stack([self.store["out"][i] for i in self.layers])
+        scales = (
+            torch.stack([self.store["scale"][i] for i in self.layers])
+            if self.store["scale"]
+            else torch.ones(outputs.shape[:-1], dtype=torch.float32)
+        )
+        if any(stored == {} for stored in self.extra.values()):
+            raise RuntimeError("the capture saw no final norm or first layer input in its pass")
+        return CapturedStates(
+            layer_output=outputs,
+            mlp_contribution=torch.stack([self.store["contrib"][i] for i in self.layers]),
+            neuron_activations=torch.stack([self.store["acts"][i] for i in self.layers]),
+            write_scale=scales,
+            **{name: None if stored is None else stored[0] for name, stored in self.extra.items()},
+        )
+
+
+class NeuronEdits:
+    """The edits ``HookSession.edit_neurons`` applies; ``restart`` starts a new input."""
+
+    def __init__(self, edits: Sequence[NeuronEdit], prompt_length: int | torch.Tensor | None, start: int) -> None:
+        self.edits = list(edits)
+        self.restart(prompt_length, start)
+
+    def restart(self, prompt_length: int | torch.Tensor | None = None, start: int = 0) -> None:
+        """The next pass is the first of a new input whose prompt has ``prompt_length`` positions (``None``:
+        what that first pass reads) and whose first ``start`` positions are already cached (a shared prefix)."""
+        self.prompt_length = prompt_length
+        self.start = start
+        self.seen: dict[int, int] = {}  # layer -> positions it has processed since the input began
+
+    def apply(self, layer: int, activations: torch.Tensor) -> torch.Tensor:
+        """The edited copy of one pass's [batch, width, d_mlp] activations of ``layer``."""
+        first = self.start + self.seen.get(layer, 0)
+        width = activations.shape[1]
+        if self.prompt_length is None:
+            self.prompt_length = self.start + width
+        self.seen[layer] = self.seen.get(layer, 0) + width
+        edited = activations.clone()
+        copies = len(self.edits)
+        wheres: dict[str, slice | torch.Tensor | None] = {}  # one per position mode in this pass
+        for index, edit in enumerate(self.edits):
+            scaled, patch = edit.scaled.get(layer, ()), edit.patched.get(layer)
+            if not len(scaled) and patch is None:
+                continue
+            rows = edited[index::copies]  # a view: writing to it edits the clone
+            if edit.positions not in wheres:
+                wheres[edit.positions] = self._where(edit.positions, first, width, rows.shape[0], activations.device)
+            where = wheres[edit.positions]
+            if where is None:
+                continue
+            if len(scaled):
+                chosen = torch.as_tensor(list(scaled), dtype=torch.long, device=rows.device)
+                _write(rows, where, chosen, rows[..., chosen] * edit.factor)
+            if patch is not None:
+                neurons, values = patch
+                chosen = torch.as_tensor(list(neurons), dtype=torch.long, device=rows.device)
+                _write(rows, where, chosen, values.to(rows.device, rows.dtype)[:, None, :].expand(-1, width, -1))
+        return edited
+
+    def _where(self, positions: str, first: int, width: int, rows: int, device) -> slice | torch.Tensor | None:
+        """The positions to edit in this pass: a slice when every row agrees, else a [rows, width] mask."""
+        mask = position_mask(positions, first, width, self.prompt_length)
+        if mask.shape[0] == 1:
+            chosen = mask[0].nonzero().flatten()
+            if not len(chosen):
+                return None
+            low, high = int(chosen[0]), int(chosen[-1]) + 1
+            if high - low == len(chosen):  # contiguous, as every mode gives for one prompt length
+                return slice(low, high)
+            mask = mask.expand(rows, -1)
+        if mask.shape[0] != rows:
+            raise ValueError(f"prompt lengths for {mask.shape[0]} rows, but a condition has {rows} rows")
+        return mask.to(device)
+
+
+def _write(rows: torch.Tensor, where: slice | torch.Tensor, chosen: torch.Tensor, values: torch.Tensor) -> None:
+    """rows[:, where, chosen] = values[:, where] ([rows, width, len(chosen)] values), in place."""
+    if isinstance(where, slice):
+        rows[:, where, chosen] = values[:, where]
+    else:
+        current = rows[..., chosen]
+        rows[..., chosen] = torch.where(where[..., None], values, current)
+
+
+def _copied(output, copies: int = 1):
+    """A copy of a layer output (a tensor, or a tuple led by one) with each row repeated ``copies`` times:
+    in-place work downstream cannot alter the recorded one."""
+
+    def copied(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.repeat_interleave(copies, dim=0) if copies > 1 else tensor.clone()
+
+    if isinstance(output, torch.Tensor):
+        return copied(output)
+    if isinstance(output, tuple):
+        return tuple(copied(item) if isinstance(item, torch.Tensor) else item for item in output)
+    raise TypeError(f"cannot replay a decoder layer output of type {type(output).__name__}")
+
+
+class HookSession:
+    """Owns every hook and layer replacement on one model; all are removed when the block ends.
+
+    Operations registered in one session run in the order they were added: a capture added after
+    an edit sees the edited activations.
+    """
+
+    def __init__(self, adapter: FamilyAdapter) -> None:
+        self.adapter = adapter
+        self._handles: list = []
+        self._replaced: list[nn.Module] = []
+
+    def __enter__(self) -> HookSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for module in self._replaced:
+            del module.forward  # the instance attribute; the class's forward shows through again
+        self._replaced.clear()
+
+    # --- sites -----------------------------------------------------------------------------
+    def site(self, name: str, layer: int) -> nn.Module:
+        """The native module of a named site of one layer (its input for ``NEURONS``, else its output)."""
+        modules = {
+            NEURONS: self.adapter.down_projection,
+            MLP_OUTPUT: self.adapter.contribution_module,
+            LAYER_OUTPUT: lambda index: self.adapter.layers()[index],
+            ACTIVATION: self.adapter.activation_function,
+        }
+        if name not in modules:
+            raise ValueError(f"unknown site {name!r}; sites: {', '.join(modules)}")
+        return modules[name](layer)
+
+    def observe(self, module: nn.Module, function: Callable, *, before: bool = False, with_kwargs: bool = False):
+        """Call ``function(module, args[, kwargs], output)`` after ``module`` runs, or ``function(module, args)``
+        before it (its return value replaces the input, as a forward pre-hook's does). The one place
+        hooks are registered."""
+        if before:
+            handle = module.register_forward_pre_hook(function, with_kwargs=with_kwargs)
+        else:
+            handle = module.register_forward_hook(function, with_kwargs=with_kwargs)
+        self._handles.append(handle)
+        return handle
+
+    def _layers(self, layers: Sequence[int] | None) -> list[int]:
+        return list(range(self.adapter.facts.n_layers)) if layers is None else list(layers)
+
+    # --- operations --------------------------------------------------------------------------
+    def capture(
+        self, layers: Sequence[int] | None = None, last_token_only: bool = True, *, final_norm: bool = False,
+        embedding: bool = False,
+    ) -> Capture:  # fmt: skip
+        """Record each layer's output, MLP contribution, neuron activations and write scale in the next
+        pass (at the last position, or at every one).
+
+        With ``final_norm``, ``states.final_normed`` [batch, (pos,) d_model] is the final norm's output:
+        the last layer's state as the paper reads it (HF's ``hidden_states[-1]``; the raw one stays in
+        ``layer_output``). With ``embedding``, ``states.embedding`` is the first decoder layer's input
+        (``hidden_states[0]``: the embedding output, scaled or normed as the family does).
+        """
+        capture = Capture(self._layers(layers), final_norm, embedding)
+        adapter, store = self.adapter, capture.store
+
+        def on_final_norm(module, args, output):
+            capture.extra["final_normed"][0] = _select(_hidden_from_output(output), last_token_only)
+
+        def on_first_layer_input(module, args, kwargs):
+            capture.extra["embedding"][0] = _select(adapter.first_positional(args, kwargs), last_token_only)
+
+        if final_norm:
+            self.observe(adapter.final_norm(), on_final_norm)
+        if embedding:
+            self.observe(adapter.layers()[0], on_first_layer_input, before=True, with_kwargs=True)
+        for index in capture.layers:
+
+            def on_layer(module, args, output, index=index):
+                store["out"][index] = _select(_hidden_from_output(output), last_token_only)
+
+            def on_contribution(module, args, kwargs, output, index=index):
+                store["contrib"][index] = _select(_hidden_from_output(output), last_token_only)
+                mlp_output = adapter.first_positional(args, kwargs)
+                # Only the selected positions' scale is kept, so only theirs is computed.
+                scale = adapter.write_scale(index, mlp_output[:, -1:] if last_token_only else mlp_output)
+                if scale is not None:
+                    store["scale"][index] = _select(scale, last_token_only)
+
+            def on_neurons(module, args, index=index):
+                store["acts"][index] = _select(args[0], last_token_only)
+
+            self.observe(self.site(LAYER_OUTPUT, index), on_layer)
+            self.observe(self.site(MLP_OUTPUT, index), on_contribution, with_kwargs=True)
+            self.observe(self.site(NEURONS, index), on_neurons, before=True)
+        return capture
+
+    def count_active(self, counted_positions: torch.Tensor) -> dict[int, torch.Tensor]:
+        """A dict that fills with ``{layer: [d_mlp]}`` int64 counts of the tokens where each neuron's
+        activation function's output is > 0, among ``counted_positions`` [batch, pos] (bool: real tokens
+        of the language, not padding or special tokens). One pass."""
+        counts: dict[int, torch.Tensor] = {}
+        mask = counted_positions.bool()
+
+        def count(module, args, output, index):
+            # The masked sum over tokens as a [1, tokens] x [tokens, d_mlp] product of 0/1 float32
+            # values: half the time of a boolean and-then-sum, and exact, since a batch's count stays
+            # far below float32's 2^24 integer limit.
+            counted = mask.to(output.device, torch.float32).reshape(1, -1)
+            active = (output > 0).to(torch.float32).reshape(-1, output.shape[-1])
+            counts[index] = (counted @ active).reshape(-1).round().to(torch.int64).cpu()
+
+        for index in self._layers(None):
+            self.observe(self.site(ACTIVATION, index), lambda module, args, output, index=index: count(
+                module, args, output, index))  # fmt: skip
+        return counts
+
+    def edit_neurons(
+        self, edits: Sequence[NeuronEdit], prompt_length: int | torch.Tensor | None = None, start: int = 0
+    ) -> NeuronEdits:
+        """Apply ``edits`` (edit k to rows k, k + K, ...; K = len(edits)) to the neurons' activations.
+
+        ``prompt_length`` and ``start`` say where the input's prompt ends and how many of its positions
+        are already cached (see the module's docstring); ``NeuronEdits.restart`` begins a new input.
+        """
+        applied = NeuronEdits(edits, prompt_length, start)
+        for layer in sorted(set().union(*(edit.layers() for edit in applied.edits))):
+            self.observe(self.site(NEURONS, layer), lambda module, args, layer=layer: (
+                applied.apply(layer, args[0]), *args[1:]), before=True)  # fmt: skip
+        return applied
+
+    def record_layers(self) -> dict[int, object]:
+        """A dict that fills with ``{layer index: native output}`` during one pass."""
+        recorded: dict[int, object] = {}
+        for index in self._layers(None):
+            self.observe(self.site(LAYER_OUTPUT, index), lambda module, args, output, index=index: recorded.__setitem__(
+                index, output))  # fmt: skip
+        return recorded
+
+    def replay_layers(self, outputs: Mapping[int, object], copies: int = 1) -> None:
+        """The layers in ``outputs`` return their recorded output without computing, each row repeated
+        ``copies`` times in the stacked layout (``model.batching.stacked_rows``).
+
+        Forward hooks on those layers still run (they see the recorded output); hooks inside them do not.
+        """
+        layers = self.adapter.layers()
+        for index, output in outputs.items():
+            layers[index].forward = lambda *args, _output=output, **kwargs: _copied(_output, copies)
+            self._replaced.append(layers[index])
+
+
+# --- conditions as rows of one pass ---------------------------------------------------------------
+def last_token_states(
+    model, adapter: FamilyAdapter, batch: TokenizedBatch, prefix, edits: Sequence[NeuronEdit], *,
+    final_norm: bool = False,
+) -> list[CapturedStates]:  # fmt: skip
+    """Every layer's states at the last token of ``len(edits)`` copies of the batch, copy k under edit k,
+    each continuing from its own copy of ``prefix`` (the cache of every token but the last), in one pass.
+
+    Returns one ``CapturedStates`` per edit ([layer, batch, feature]; ``final_norm`` as ``capture``'s).
+    """
+    copies = len(edits)
+    cache = copy.deepcopy(prefix)
+    cache.batch_repeat_interleave(copies)
+    width = batch.input_ids.shape[1]
+    with torch.no_grad(), HookSession(adapter) as session:
+        session.edit_neurons(edits, prompt_length=width, start=width - 1)
+        capture = session.capture(final_norm=final_norm)
+        last_token_forward(model, stacked_rows(batch, copies), cache)
+    states = capture.states
+    return [states.rows(index, copies) for index in range(copies)]
+
+
+# --- one-operation sessions, for the common cases ------------------------------------------------
 @contextmanager
 def capture_states(adapter: FamilyAdapter, layers: Sequence[int] | None = None, last_token_only: bool = True):
-    """Context manager yielding a dict that is filled with ``CapturedStates`` on exit.
-
-    Use one forward pass per context. The yielded dict gets the key ``"states"``.
-    """
-    layer_indices = list(range(adapter.facts.n_layers)) if layers is None else list(layers)
-    store: dict[str, dict[int, torch.Tensor]] = {k: {} for k in ("out", "contrib", "acts", "scale")}
-    handles = []
-
-    for index in layer_indices:
-
-        def on_layer(module, args, output, index=index):
-            store["out"][index] = _select(_hidden_from_output(output), last_token_only)
-
-        def on_contribution(module, args, kwargs, output, index=index):
-            store["contrib"][index] = _select(_hidden_from_output(output), last_token_only)
-            mlp_output = adapter.first_positional(args, kwargs)
-            # Only the selected positions' scale is kept, so only theirs is computed.
-            scale = adapter.write_scale(index, mlp_output[:, -1:] if last_token_only else mlp_output)
-            if scale is not None:
-                store["scale"][index] = _select(scale, last_token_only)
-
-        def on_down_projection(module, args, index=index):
-            store["acts"][index] = _select(args[0], last_token_only)
-
-        handles.append(adapter.layers()[index].register_forward_hook(on_layer))
-        handles.append(adapter.contribution_module(index).register_forward_hook(on_contribution, with_kwargs=True))
-        handles.append(adapter.down_projection(index).register_forward_pre_hook(on_down_projection))
-
+    """A session that captures one pass; yields a dict that gets ``"states"`` (``CapturedStates``) on exit."""
     result: dict[str, CapturedStates] = {}
-    try:
+    with HookSession(adapter) as session:
+        capture = session.capture(layers, last_token_only)
         yield result
-    finally:
-        for handle in handles:
-            handle.remove()
-    if len(store["out"]) != len(layer_indices):
-        raise RuntimeError("capture_states saw no forward pass (or an incomplete one)")
-    outputs = torch.stack([store["out"][i] for i in layer_indices])
-    scales = (
-        torch.stack([store["scale"][i] for i in layer_indices])
-        if store["scale"]
-        else torch.ones(outputs.shape[:-1], dtype=torch.float32)
-    )
-    result["states"] = CapturedStates(
-        layer_output=outputs,
-        mlp_contribution=torch.stack([store["contrib"][i] for i in layer_indices]),
-        neuron_activations=torch.stack([store["acts"][i] for i in layer_indices]),
-        write_scale=scales,
-    )
-
-
-@contextmanager
-def counting_active_neurons(adapter: FamilyAdapter, counted_positions: torch.Tensor):
-    """Within the context, count per neuron the tokens where its activation function's output is > 0.
-
-    ``counted_positions`` [batch, pos] (bool) marks the tokens to count (real tokens of the
-    language, not padding or special tokens). Yields a dict that fills with ``{layer: [d_mlp]}``
-    int64 counts; use one forward pass per context.
-    """
-    counts: dict[int, torch.Tensor] = {}
-    mask = counted_positions.bool()
-
-    def count(module, args, output, index):
-        # The masked sum over tokens as a [1, tokens] x [tokens, d_mlp] product of 0/1 float32
-        # values: half the time of a boolean and-then-sum, and exact, since a batch's count stays
-        # far below float32's 2^24 integer limit.
-        counted = mask.to(output.device, torch.float32).reshape(1, -1)
-        active = (output > 0).to(torch.float32).reshape(-1, output.shape[-1])
-        counts[index] = (counted @ active).reshape(-1).round().to(torch.int64).cpu()
-
-    handles = [
-        adapter.activation_function(index).register_forward_hook(
-            lambda module, args, output, index=index: count(module, args, output, index)
-        )
-        for index in range(adapter.facts.n_layers)
-    ]
-    try:
-        yield counts
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-POSITION_MODES = ("last", "prompt", "prompt_last")
-
-
-def touches_only_last_token(positions: str) -> bool:
-    """Whether no intervention in this position mode reaches a prompt token before the last.
-
-    Then every condition's keys and values for those tokens equal the normal ones, so a batch's
-    prefix is computed once and each condition runs only the last token from its cache.
-    """
-    return positions in ("last", "prompt_last")
-
-
-def _positions_this_pass(mode: str, is_prompt_pass: bool) -> slice | None:
-    """Which sequence positions to scale in this pass; ``None`` for none."""
-    if mode == "last":
-        return slice(-1, None)
-    if not is_prompt_pass:
-        return None
-    return slice(None) if mode == "prompt" else slice(-1, None)
+    result["states"] = capture.states
 
 
 @contextmanager
 def scaled_neurons(
-    adapter: FamilyAdapter,
-    neurons_by_layer: Mapping[int, Sequence[int]],
-    factor: float = 0.0,
+    adapter: FamilyAdapter, neurons_by_layer: Mapping[int, Sequence[int]], factor: float = 0.0,
     positions: str = "prompt",
-):
-    """Within the context, multiply the chosen neurons' activations by ``factor``.
+):  # fmt: skip
+    """A session that multiplies the chosen neurons' activations by ``factor`` at ``positions``.
 
-    Use one context per prompt batch: the first forward pass inside it is the prompt pass.
+    Use one session per input: the first pass inside it is the prompt pass.
     """
-    if positions not in POSITION_MODES:
-        raise ValueError(f"positions must be one of {POSITION_MODES}, got {positions!r}")
-    handles = []
-    passes_seen: dict[int, int] = {}
-    for layer, neurons in neurons_by_layer.items():
-        if len(neurons) == 0:
-            continue
-        index = torch.as_tensor(list(neurons), dtype=torch.long)
-
-        def scale_input(module, args, layer=layer, index=index):
-            is_prompt_pass = passes_seen.get(layer, 0) == 0
-            passes_seen[layer] = passes_seen.get(layer, 0) + 1
-            selected = _positions_this_pass(positions, is_prompt_pass)
-            if selected is None:
-                return None
-            activations = args[0].clone()
-            chosen = index.to(activations.device)
-            activations[:, selected, chosen] = activations[:, selected, chosen] * factor
-            return (activations, *args[1:])
-
-        handles.append(adapter.down_projection(layer).register_forward_pre_hook(scale_input))
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-# One run's last-token edits: (neurons scaled by the factor, {layer: (neurons, values [rows, n])} set).
-LastTokenEdits = tuple[Mapping[int, Sequence[int]], Mapping[int, tuple[Sequence[int], torch.Tensor]]]
-
-
-def patched_neurons(adapter: FamilyAdapter, patches: Mapping[int, tuple[Sequence[int], torch.Tensor]]):
-    """Within the context, set chosen neurons' activations at the last position of every pass.
-
-    ``patches[layer] = (neurons, values)`` with values [batch, len(neurons)]: the input of the
-    layer's down projection takes these values there (activation patching).
-    """
-    return last_token_edits(adapter, [({}, patches)])
-
-
-@contextmanager
-def last_token_edits(adapter: FamilyAdapter, runs: Sequence[LastTokenEdits], factor: float = 0.0):
-    """Within the context, several runs' edits at the last position of every pass, each on its own rows.
-
-    With K = len(runs), run k owns rows k, k + K, k + 2K, ... (the layout ``batch_repeat_interleave``
-    gives copies of a batch). Its scaled neurons are multiplied by ``factor``, as
-    ``scaled_neurons(..., "last")`` does, and then its patched neurons take their values; one
-    pre-hook per down projection serves every run.
-    """
-    copies = len(runs)
-    edited_layers = sorted({layer for scaled, patches in runs for layer in (*scaled, *patches)})
-    handles = []
-    for layer in edited_layers:
-        edits = [(scaled.get(layer, ()), patches.get(layer)) for scaled, patches in runs]
-
-        def edit_input(module, args, edits=edits):
-            activations = args[0].clone()
-            last = activations[:, -1]  # a view: writing to it edits the clone
-            for run, (scaled, patch) in enumerate(edits):
-                if len(scaled):
-                    chosen = torch.as_tensor(list(scaled), dtype=torch.long, device=last.device)
-                    last[run::copies, chosen] = last[run::copies, chosen] * factor
-                if patch is not None:
-                    neurons, values = patch
-                    chosen = torch.as_tensor(list(neurons), dtype=torch.long, device=last.device)
-                    last[run::copies, chosen] = values.to(last.device, last.dtype)
-            return (activations, *args[1:])
-
-        handles.append(adapter.down_projection(layer).register_forward_pre_hook(edit_input))
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    with HookSession(adapter) as session:
+        session.edit_neurons([NeuronEdit(neurons_by_layer, factor, positions)])
+        yield session
 
 
 def neurons_by_layer(layers: Sequence[int], neurons: Sequence[int]) -> dict[int, list[int]]:
@@ -264,45 +468,3 @@ def neurons_by_layer(layers: Sequence[int], neurons: Sequence[int]) -> dict[int,
     for layer, neuron in zip(layers, neurons, strict=True):
         grouped.setdefault(int(layer), []).append(int(neuron))
     return grouped
-
-
-def _copied(output):
-    """A copy of a layer output (a tensor, or a tuple led by one): in-place work downstream cannot alter it."""
-    if isinstance(output, torch.Tensor):
-        return output.clone()
-    if isinstance(output, tuple):
-        return tuple(item.clone() if isinstance(item, torch.Tensor) else item for item in output)
-    raise TypeError(f"cannot replay a decoder layer output of type {type(output).__name__}")
-
-
-@contextmanager
-def recording_layer_outputs(adapter: FamilyAdapter):
-    """Yield a dict that fills with ``{layer index: native output}`` during one forward pass."""
-    recorded: dict[int, object] = {}
-    handles = [
-        layer.register_forward_hook(lambda module, args, output, index=index: recorded.__setitem__(index, output))
-        for index, layer in enumerate(adapter.layers())
-    ]
-    try:
-        yield recorded
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextmanager
-def replaying_layer_outputs(adapter: FamilyAdapter, outputs: Mapping[int, object]):
-    """Within the context, the layers in ``outputs`` return their recorded output without computing.
-
-    Forward hooks on those layers still run (they see the recorded output); hooks inside them do not.
-    """
-    layers = adapter.layers()
-    patched = []
-    try:
-        for index, output in outputs.items():
-            layers[index].forward = lambda *args, _output=output, **kwargs: _copied(_output)
-            patched.append(layers[index])
-        yield
-    finally:
-        for layer in patched:
-            del layer.forward  # the instance attribute; the class's forward shows through again

@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 from transfer_neurons.model.adapters import FamilyAdapter, ModelFacts, adapter_for
-from transfer_neurons.model.device import pick_device_and_dtype
+from transfer_neurons.model.device import dtype_name, pick_device_and_dtype
 from transfer_neurons.model.manifest import MANIFEST, read_manifest
+from transfer_neurons.model.tokenizer_loading import chosen_loader, load_tokenizer, probe_lines, repository_data_files
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +152,18 @@ def prepare_model(name: str, spec: dict, directory: Path) -> dict:
         location = weights
     manifest = {"name": name, "source": source, "location": str(Path(location).resolve()), "trust_remote_code": trust}
     manifest["facts"] = model_facts(location, trust).__dict__
+    manifest["tokenizer"] = tokenizer_record(Path(location), trust)
     manifest["weights_sha256"] = weights_digest(Path(location))
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def tokenizer_record(location: Path, trust_remote_code: bool) -> dict:
+    """Which tokenizer loader the jobs use (``model.tokenizer_loading``), checked against AutoTokenizer."""
+    from transformers import AutoTokenizer
+
+    reference = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+    return chosen_loader(location, reference, probe_lines(repository_data_files()))
 
 
 def weights_digest(location: Path) -> str:
@@ -178,20 +188,22 @@ def model_facts(location: str | Path, trust_remote_code: bool):
 
 
 def load_model_from_manifest(
-    manifest: dict, device: str = "auto", attn_implementation: str | None = None, with_tokenizer: bool = True
-):
-    """Load the model in eval mode on the chosen device; return ``(model, tokenizer)``.
+    manifest: dict, device: str = "auto", attn_implementation: str | None = None, with_tokenizer: bool = True,
+    *, dtype: str = "auto",
+):  # fmt: skip
+    """Load the model in eval mode on the chosen device and in the chosen precision (``runtime.dtype``:
+    auto, float32, bfloat16 or float16); return ``(model, tokenizer)``.
 
     ``attn_implementation="eager"`` is needed where attention weights are read. Without
     ``with_tokenizer`` the tokenizer is ``None`` (a large vocabulary takes seconds to load).
     """
-    torch_device, dtype = pick_device_and_dtype(device)
+    torch_device, torch_dtype = pick_device_and_dtype(device, dtype)
     location = Path(manifest["location"])
     if not location.exists():
         raise ModelSourceError(f"model {manifest['name']!r}: {location} no longer exists; rerun prepare_model")
-    model, tokenizer = _load_transformers(
-        location, None, manifest.get("trust_remote_code", False), dtype, attn_implementation, with_tokenizer
-    )
+    trust = manifest.get("trust_remote_code", False)
+    model, _ = _load_transformers(location, None, trust, torch_dtype, attn_implementation, with_tokenizer=False)
+    tokenizer = load_tokenizer(location, manifest.get("tokenizer"), trust) if with_tokenizer else None
     model = model.to(torch_device).eval()
     if torch_device.type == "cpu":
         read_into_memory(model)
@@ -225,11 +237,21 @@ class LoadedModel:
     def facts(self) -> ModelFacts:
         return self.adapter.facts
 
+    @property
+    def dtype_name(self) -> str:
+        """The weights' precision as ``runtime.dtype`` names it (``float32``, ``bfloat16``, ``float16``)."""
+        return dtype_name(next(self.model.parameters()).dtype)
+
 
 def load_model(
-    manifest_path: Path, device: str = "auto", attn_implementation: str | None = None, with_tokenizer: bool = True
-) -> LoadedModel:
-    """Load the model a ``prepare_model`` manifest points at, with its tokenizer and adapter."""
+    manifest_path: Path, device: str = "auto", attn_implementation: str | None = None, with_tokenizer: bool = True,
+    *, dtype: str = "auto",
+) -> LoadedModel:  # fmt: skip
+    """Load the model a ``prepare_model`` manifest points at, with its tokenizer and adapter.
+
+    ``device`` and ``dtype`` are ``runtime.device`` and ``runtime.dtype``; a rule passes both as its
+    ``runtime`` parameter (``MODEL_RUNTIME`` in rules/common.smk), which scripts hand on as ``**runtime``.
+    """
     manifest = read_manifest(manifest_path)
-    model, tokenizer = load_model_from_manifest(manifest, device, attn_implementation, with_tokenizer)
+    model, tokenizer = load_model_from_manifest(manifest, device, attn_implementation, with_tokenizer, dtype=dtype)
     return LoadedModel(model, tokenizer, adapter_for(model))

@@ -72,6 +72,18 @@ def machine() -> dict[str, str]:
     return facts
 
 
+def precision(config: Mapping) -> dict[str, str]:
+    """How the models ran and were read: ``runtime.device``, ``runtime.dtype`` (with what ``auto`` means)
+    and ``runtime.last_layer``. Each dump's ``meta.json`` records the precision its job resolved."""
+    runtime = config.get("runtime", {})
+    dtype = runtime.get("dtype", "auto")
+    return {
+        "device": str(runtime.get("device", "auto")),
+        "dtype": "auto (bfloat16 on CUDA, float32 on the CPU)" if dtype == "auto" else str(dtype),
+        "last_layer": str(runtime.get("last_layer", "normed")),
+    }
+
+
 def provenance(
     manifests: Mapping[str, Path], data_files: Sequence[Path], config: Mapping, workflow_dir: Path
 ) -> dict[str, object]:
@@ -86,6 +98,7 @@ def provenance(
         "models": models,
         "data": {str(path): file_digest(Path(path)) for path in data_files},
         "config_sha256": config_digest(config),
+        "precision": precision(config),
         "packages": package_versions(),
         "commit": source_commit(workflow_dir),
         "machine": machine(),

@@ -1,5 +1,9 @@
 """The HTML report: the paper's claims with verdicts, then one section per figure, then provenance.
 
+With several models, a table of every model's verdicts side by side opens the page; each model's
+section then starts with its claims table, the line saying which claims the run was too small to
+test, and the thresholds each claim is judged by (its registration's ``ClaimSettings``).
+
 One self-contained page, working offline: the charts are the Vega-Lite specs the figure rules
 write, drawn in the page by Vega-Embed, whose JavaScript (with Vega and Vega-Lite) is bundled into
 the page by vl-convert. Each chart shows its PNG until it is drawn, and keeps it if drawing fails;
@@ -18,15 +22,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transfer_neurons.lazy import lazy_import
-from transfer_neurons.reporting.figures import DETECTOR_SCOPE, FIGURES, FigureContext
+from transfer_neurons.reporting import analyses  # noqa: F401  (registers every figure)
+from transfer_neurons.reporting.claims import (
+    ALPHA,
+    CONTRADICTED,
+    INCONCLUSIVE,
+    LARGER_RUN,
+    MDE_FACTOR,
+    MIN_UNITS,
+    NOT_MEASURED,
+    PARTLY,
+    SUPPORTED,
+    settings_table,
+)
+from transfer_neurons.reporting.registry import DETECTOR_SCOPE, FIGURES, FigureContext
 
 pl = lazy_import("polars")
 
+# CSS classes of the verdicts ("partly supported (2 of 4)" by its start).
 VERDICT_CLASSES = {
-    "supported": "supported",
-    "partly supported": "partly",
-    "not supported": "refuted",
-    "not measured": "absent",
+    SUPPORTED: "supported",
+    PARTLY: "partly",
+    CONTRADICTED: "refuted",
+    INCONCLUSIVE: "open",
+    NOT_MEASURED: "absent",
 }
 
 STYLE = """
@@ -39,6 +58,7 @@ table{border-collapse:collapse;font-size:85%;margin:.5em 0}td,th{border:1px soli
 th{background:#f0f0f0}.claims td{vertical-align:top}.claims td.numbers{font-size:90%;max-width:520px}
 .verdict{font-weight:bold;white-space:nowrap;padding:1px 6px;border-radius:4px}
 .supported{background:#d9f0d3}.partly{background:#fdf1c4}.refuted{background:#f8d7d3}.absent{background:#eee}
+.open{background:#dde6f3}.claims td.numbers div{margin-bottom:.3em}p.note{max-width:900px}
 section.figure{margin:2.2em 0}.caption{max-width:900px}.chart{min-height:120px}.chart img{max-width:100%}
 details{margin:.4em 0}summary{cursor:pointer;color:#555}
 footer{font-size:85%;color:#444;border-top:1px solid #ddd;margin-top:3em;padding-bottom:2em}
@@ -115,25 +135,100 @@ def anchor(*parts: str) -> str:
     return "-".join(part.replace("_", "-").replace("+", "plus") for part in parts)
 
 
+def verdict_html(verdict: str | None) -> str:
+    """A verdict as a coloured label."""
+    verdict = verdict or NOT_MEASURED
+    css = next((css for start, css in VERDICT_CLASSES.items() if verdict.startswith(start)), "absent")
+    return f"<span class='verdict {css}'>{html.escape(verdict)}</span>"
+
+
+def text(value) -> str:
+    return "" if value is None else html.escape(str(value))
+
+
+def claim_row_html(row: Mapping) -> str:
+    """One claim: statement, deciding control, a line per case, sizes and MDE, verdict, verdict after Holm."""
+    numbers = "".join(f"<div>{html.escape(part)}</div>" for part in (row["numbers"] or "").split("; ") if part)
+    mde = "" if row["mde"] is None else f"<br>largest MDE {row['mde']:.3f}"
+    counts = (f"{row['supported']} supported, {row['contradicted']} contradicted, "
+              f"{row['inconclusive']} inconclusive of {row['cases']}")  # fmt: skip
+    return (
+        f"<tr><td>{text(row['statement'])}<br><small>{text(row['source'])}; effect: {text(row['effect'])}, "
+        f"predicted {text(row['side'])}, smallest effect of interest {text(row['smallest_effect'])}</small></td>"
+        f"<td>{text(row['control'])}</td><td class='numbers'>{numbers or '—'}</td>"
+        f"<td>{text(row['n'])}{mde}</td>"
+        f"<td>{verdict_html(row['verdict'])}<br><small>{counts}</small></td>"
+        f"<td>{verdict_html(row['holm_verdict'])}<br><small>{row['comparisons']} comparisons</small></td></tr>"
+    )
+
+
+def too_small_note(claims: pl.DataFrame) -> str:
+    """One line: which claims this run was too small to test, and what would test them."""
+    small = claims.filter(pl.col("too_small").fill_null(False))
+    if small.height == 0:
+        return ("<p class='note'>At this run's sizes every claim could be decided: no case is left inconclusive "
+                "for want of units.</p>")  # fmt: skip
+    parts = []
+    for row in small.iter_rows(named=True):
+        mde = "" if row["mde"] is None else f"MDE up to {row['mde']:.3f} against {row['smallest_effect']:g}, "
+        parts.append(f"<b>{text(row['claim'])}</b> ({mde}at {text(row['n'])}; about {row['units_needed']} per "
+                     f"case needed, set by <code>{text(row['size_option'])}</code>)")  # fmt: skip
+    return (
+        f"<p class='note'>This run was too small to test: {'; '.join(parts)}. "
+        f"<code>{LARGER_RUN}</code> runs the analyses at larger sizes "
+        f"(<code>snakemake --cores 2 all --configfile {LARGER_RUN}</code>); "
+        "<code>config/paper.yaml</code> runs the paper's.</p>"
+    )
+
+
 def claims_section(model: str, claims: pl.DataFrame) -> str:
-    rows = []
-    for row in claims.iter_rows(named=True):
-        verdict = html.escape(row["verdict"])
-        numbers = "<br>".join(html.escape(part) for part in row["numbers"].split("; ")) if row["numbers"] else "—"
-        rows.append(
-            f"<tr><td>{html.escape(row['statement'])}<br><small>{html.escape(row['source'])}</small></td>"
-            f"<td>{html.escape(row['control'])}</td><td class='numbers'>{numbers}</td>"
-            f"<td><span class='verdict {VERDICT_CLASSES.get(row['verdict'], 'absent')}'>{verdict}</span>"
-            f"<br><small>{row['holding']} of {row['cases']} cases</small></td></tr>"
-        )
+    """The claims table of one model, what the run was too small to test, and every claim's thresholds."""
+    rows = "".join(claim_row_html(row) for row in claims.iter_rows(named=True))
     return (
         f"<section id='{anchor(model, 'claims')}'><h2>{html.escape(model)}: the paper's claims in this run</h2>"
-        "<p>Each claim is tested on this run's summary tables against the stated control, one case per "
-        "language (and QA setting); numbers are transfer neurons minus the control, with bootstrap 95 % CIs "
-        "where there is a paired contrast. <i>Supported</i> means in every case, <i>partly</i> in some.</p>"
-        "<table class='claims'><thead><tr><th>claim</th><th>tested against</th><th>this run</th>"
-        f"<th>verdict</th></tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
+        "<p class='note'>Each claim is tested on this run's summary tables, one case per language (and QA "
+        "setting): an estimate with its 95 % interval over the units n counts, against the control that would "
+        "give the same result without the claimed mechanism (the strictest present, the others shown beside "
+        "it). A case is <i>supported</i> when the interval excludes 0 on the predicted side, <i>contradicted</i> "
+        "when it excludes 0 on the other side or every effect as large as the smallest effect of interest "
+        "(where the case had the power to find one), and <i>inconclusive</i> otherwise, or with fewer than "
+        f"{MIN_UNITS} units. A claim is supported in every case, contradicted in any, else partly supported or "
+        f"inconclusive. MDE: the effect a case finds with 80 % power at alpha {ALPHA:g}, {MDE_FACTOR:.2f} x "
+        "the standard error read off its interval. After Holm: the verdicts kept when the claim's cases are "
+        "adjusted together (Holm's step-down over its comparisons, normal-approximation p-values).</p>"
+        "<table class='claims'><thead><tr><th>claim</th><th>tested against</th><th>this run</th><th>n</th>"
+        f"<th>verdict</th><th>after Holm</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"{too_small_note(claims)}"
+        "<details open><summary>how each claim is judged (each claim's registered settings)</summary>"
+        f"{table_html(settings_table(), css_class='claims')}</details></section>"
     )
+
+
+def comparison_section(claims_by_model: Mapping[str, pl.DataFrame]) -> tuple[str, str, str]:
+    """(section id, heading, HTML) of one table with every model's verdicts side by side, a column each."""
+    statements = {}
+    for claims in claims_by_model.values():
+        statements.update(dict(zip(claims["claim"], claims["statement"], strict=True)))
+    header = "".join(f"<th>{html.escape(model)}</th>" for model in claims_by_model)
+    rows = []
+    for claim, statement in statements.items():
+        cells = []
+        for claims in claims_by_model.values():
+            found = claims.filter(pl.col("claim") == claim)
+            if found.height == 0:
+                cells.append(f"<td>{verdict_html(NOT_MEASURED)}</td>")
+                continue
+            row = found.row(0, named=True)
+            cells.append(f"<td>{verdict_html(row['verdict'])}<br><small>after Holm: {text(row['holm_verdict'])}; "
+                         f"n {text(row['n'])}</small></td>")  # fmt: skip
+        rows.append(f"<tr><td>{html.escape(statement)}</td>{''.join(cells)}</tr>")
+    body = (
+        "<section id='claims-by-model'><h2>The paper's claims, model by model</h2>"
+        "<p class='note'>Each model's verdict per claim (details in its own section below).</p>"
+        f"<table class='claims'><thead><tr><th>claim</th>{header}</tr></thead><tbody>{''.join(rows)}</tbody>"
+        "</table></section>"
+    )
+    return "claims-by-model", "claims by model", body
 
 
 def figure_section(
@@ -189,10 +284,12 @@ def provenance_html(facts: Mapping[str, object]) -> str:
     data = "".join(f"<li>{html.escape(path)}: <code>{digest}</code></li>" for path, digest in facts["data"].items())
     packages = ", ".join(f"{name} {version}" for name, version in facts["packages"].items())
     machine = ", ".join(f"{key} {value}" for key, value in facts["machine"].items())
+    precision = ", ".join(f"{key} {value}" for key, value in facts.get("precision", {}).items())
     return (
         "<footer id='provenance'><h2>Provenance</h2>"
         f"<p>Made {html.escape(facts['date'])} from commit <code>{html.escape(facts['commit'])}</code>; config "
         f"SHA-256 <code>{facts['config_sha256']}</code>.</p><p>Models:</p><ul>{models}</ul>"
+        f"<p>Precision and reading (runtime): {html.escape(precision)}.</p>"
         f"<p>Data files (SHA-256):</p><ul>{data}</ul><p>Packages: {html.escape(packages)}.</p>"
         f"<p>Machine: {html.escape(machine)}.</p></footer>"
     )
@@ -200,17 +297,21 @@ def provenance_html(facts: Mapping[str, object]) -> str:
 
 def write_report(
     output: Path, models: Mapping[str, tuple[list[tuple[str, str]], list[str]]], provenance: Mapping[str, object],
-    *, title: str = "Transfer neurons report",
+    *, title: str = "Transfer neurons report", overview: tuple[str, str, str] | None = None,
+    links: Sequence[tuple[str, str]] = (),
 ) -> None:  # fmt: skip
-    """Write the page from each model's table-of-contents entries and sections."""
+    """Write the page from each model's table-of-contents entries and sections, after ``overview``
+    (``comparison_section``'s id, heading and HTML) where there is one."""
     import vl_convert
 
-    toc = "".join(
-        f"<a href='#{section_id}'>{html.escape(heading)}</a>"
-        for entries, _ in models.values()
-        for section_id, heading in entries
+    entries = [(overview[0], overview[1])] if overview else []
+    entries += [entry for model_entries, _ in models.values() for entry in model_entries]
+    toc = "".join(f"<a href='#{section_id}'>{html.escape(heading)}</a>" for section_id, heading in entries)
+    # Pages beside the report (each model's neuron browser), by their path from the report.
+    toc += "".join(f"<a href='{html.escape(href)}'>{html.escape(label)}</a>" for href, label in links)
+    body = (overview[2] if overview else "") + "".join(
+        section for _, sections in models.values() for section in sections
     )
-    body = "".join(section for _, sections in models.values() for section in sections)
     names = ", ".join(html.escape(model) for model in models)
     output.write_text(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"

@@ -10,32 +10,31 @@ from transfer_neurons.model.adapters.cohere import CohereAdapter
 from transfer_neurons.model.adapters.gemma import GemmaAdapter
 from transfer_neurons.model.adapters.gpt_neox import GPTNeoXAdapter
 from transfer_neurons.model.adapters.llama import LlamaAdapter
-
-SUPPORTED_ARCHITECTURES: dict[str, type[FamilyAdapter]] = {
-    "LlamaForCausalLM": LlamaAdapter,
-    "MistralForCausalLM": LlamaAdapter,
-    "Qwen2ForCausalLM": LlamaAdapter,
-    "Gemma2ForCausalLM": GemmaAdapter,
-    "Gemma3ForCausalLM": GemmaAdapter,
-    "CohereForCausalLM": CohereAdapter,
-    "BloomForCausalLM": BloomAdapter,
-    "GPTNeoXForCausalLM": GPTNeoXAdapter,
-}
+from transfer_neurons.registry import Registry, UnknownEntryError
 
 
-class UnsupportedArchitectureError(ValueError):
+class UnsupportedArchitectureError(UnknownEntryError):
     """The model's class has no adapter."""
 
 
+# One row per transformers architecture name; a new family is a new module and one row here.
+SUPPORTED_ARCHITECTURES: Registry[type[FamilyAdapter]] = Registry("architecture", UnsupportedArchitectureError)
+for _architecture, _adapter in (
+    ("LlamaForCausalLM", LlamaAdapter),
+    ("MistralForCausalLM", LlamaAdapter),
+    ("Qwen2ForCausalLM", LlamaAdapter),
+    ("Gemma2ForCausalLM", GemmaAdapter),
+    ("Gemma3ForCausalLM", GemmaAdapter),
+    ("CohereForCausalLM", CohereAdapter),
+    ("BloomForCausalLM", BloomAdapter),
+    ("GPTNeoXForCausalLM", GPTNeoXAdapter),
+):
+    SUPPORTED_ARCHITECTURES.register(_adapter, name=_architecture)
+
+
 def adapter_for(model: nn.Module) -> FamilyAdapter:
-    """Return the adapter for ``model``, or fail naming the supported families."""
-    name = type(model).__name__
-    try:
-        adapter_class = SUPPORTED_ARCHITECTURES[name]
-    except KeyError:
-        supported = ", ".join(sorted(SUPPORTED_ARCHITECTURES))
-        raise UnsupportedArchitectureError(f"unsupported architecture {name!r}; supported: {supported}") from None
-    return adapter_class(model)
+    """Return the adapter for ``model``, or fail naming the supported architectures."""
+    return SUPPORTED_ARCHITECTURES[type(model).__name__](model)
 
 
 __all__ = [

@@ -88,6 +88,36 @@ class FamilyAdapter:
     def parallel_residual(self) -> bool:
         return False
 
+    def named_input_projections(self, layer_index: int) -> dict[str, nn.Linear]:
+        """The linear maps whose output row i feeds neuron i, by role: ``gate`` and ``up`` for gated MLPs.
+
+        Each weight is [d_mlp, d_model]; the roles' order is ``input_projections``'s.
+        """
+        mlp = self.layers()[layer_index].mlp
+        return {"gate": mlp.gate_proj, "up": mlp.up_proj}
+
+    def input_projections(self, layer_index: int) -> list[nn.Linear]:
+        """The linear maps whose output row i feeds neuron i (gate and up for gated MLPs)."""
+        return list(self.named_input_projections(layer_index).values())
+
+    def mlp_module_names(self, layer_index: int) -> dict[str, str]:
+        """Native module paths of the layer's MLP linear maps by role: the input roles, then ``down``.
+
+        e.g. ``{"gate": "model.layers.0.mlp.gate_proj", "up": ..., "down": "model.layers.0.mlp.down_proj"}``;
+        found by identity in ``model.named_modules()``, so they are the names peft's ``target_modules`` match.
+        """
+        modules = {**self.named_input_projections(layer_index), "down": self.down_projection(layer_index)}
+        paths = {id(module): name for name, module in self.model.named_modules()}
+        return {role: paths[id(module)] for role, module in modules.items()}
+
+    def final_norm(self) -> nn.Module:
+        """The norm between the last decoder layer's raw output and the unembedding."""
+        return self.model.model.norm
+
+    def unembedding(self) -> nn.Linear:
+        """The output projection onto the vocabulary (before any logit scale or soft-capping)."""
+        return self.model.lm_head
+
     # --- derived quantities ---------------------------------------------------------
     def write_vectors(self, layer_index: int) -> torch.Tensor:
         """[d_mlp, d_model] float32: row i is what one unit of neuron i's activation writes."""

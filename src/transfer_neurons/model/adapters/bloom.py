@@ -1,8 +1,8 @@
 """BLOOM: non-gated GeLU MLP with biases, sequential residual.
 
-Native paths: ``transformer.h[l].mlp.{dense_h_to_4h, dense_4h_to_h}``. ``BloomMLP`` adds
-the residual itself, so the MLP's contribution is the output of ``dense_4h_to_h``
-(including its bias), not the output of ``mlp``.
+Native paths: ``transformer.h[l].mlp.{dense_h_to_4h, dense_4h_to_h}``; the final norm is
+``transformer.ln_f``. ``BloomMLP`` adds the residual itself, so the MLP's contribution is the
+output of ``dense_4h_to_h`` (including its bias), not the output of ``mlp``.
 """
 
 from transfer_neurons.model.adapters.base import FamilyAdapter
@@ -23,3 +23,9 @@ class BloomAdapter(FamilyAdapter):
 
     def activation_function(self, layer_index: int):
         return self.layers()[layer_index].mlp.gelu_impl
+
+    def named_input_projections(self, layer_index: int):
+        return {"in": self.layers()[layer_index].mlp.dense_h_to_4h}
+
+    def final_norm(self):
+        return self.model.transformer.ln_f

@@ -1,7 +1,8 @@
 """GPT-NeoX (Pythia): non-gated MLP with biases, parallel residual by default.
 
 Native paths: ``gpt_neox.layers[l].mlp.{dense_h_to_4h, dense_4h_to_h}``; with
-``use_parallel_residual`` the layer computes ``h + attn(ln1(h)) + mlp(ln2(h))``.
+``use_parallel_residual`` the layer computes ``h + attn(ln1(h)) + mlp(ln2(h))``. The final norm is
+``gpt_neox.final_layer_norm``; the unembedding is ``lm_head`` (transformers 4 named it ``embed_out``).
 """
 
 from transfer_neurons.model.adapters.base import FamilyAdapter
@@ -20,5 +21,11 @@ class GPTNeoXAdapter(FamilyAdapter):
     def activation_function(self, layer_index: int):
         return self.layers()[layer_index].mlp.act
 
+    def named_input_projections(self, layer_index: int):
+        return {"in": self.layers()[layer_index].mlp.dense_h_to_4h}
+
     def parallel_residual(self) -> bool:
         return bool(self.config.use_parallel_residual)
+
+    def final_norm(self):
+        return self.model.gpt_neox.final_layer_norm
