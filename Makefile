@@ -18,11 +18,10 @@ setup: $(BIN)/.installed
 run: setup
 	$(BIN)/snakemake --cores $(CORES) all
 
+# ruff, ruff format, snakefmt, snakemake --lint and the generated files' checks: .pre-commit-config.yaml.
 lint: setup
-	$(BIN)/snakemake --lint
-	$(BIN)/snakefmt --check .
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/pre-commit run --all-files
+	$(BIN)/mypy src
 
 test: lint
 	$(BIN)/python -m pytest
@@ -31,4 +30,5 @@ benchmarks: setup
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf results resources logs .snakemake reports/figures reports/tables reports/report.html
+	rm -rf results resources logs .snakemake reports/figures reports/tables reports/neurons reports/report.html \
+		reports/provenance.json

@@ -11,7 +11,7 @@ rule dump_activations:
     benchmark:
         "logs/benchmarks/dump_activations/{model}/{lang}/{split}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],

@@ -23,7 +23,7 @@ rule neuron_tokens:
     benchmark:
         "logs/benchmarks/neuron_tokens/{model}/{lang}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -55,7 +55,7 @@ rule neuron_lens:
     benchmark:
         "logs/benchmarks/neuron_lens/{model}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -80,7 +80,7 @@ rule neuron_profiles:
     log:
         "logs/neuron_profiles/{model}.log",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
@@ -111,12 +111,18 @@ rule neuron_browser:
         lens="results/{model}/browser/lens.parquet",
         profiles="results/{model}/browser/profiles.parquet",
     output:
-        index="reports/neurons/{model}/index.html",
-        pages=directory("reports/neurons/{model}/n"),
+        site=report(
+            directory("reports/neurons/{model}"),
+            htmlindex="index.html",
+            caption="../reports/workflow/browser.rst",
+            category=BROWSER_CATEGORY,
+            subcategory="{model}",
+            labels=report_labels("neuron browser", "HTML"),
+        ),
     log:
         "logs/neuron_browser/{model}.log",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/report.yaml"
     params:
         languages=LANGUAGES,
         settings={

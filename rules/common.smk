@@ -1,10 +1,24 @@
+import os
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-# The package lives in src/; putting it on the path lets the workflow run without installing it.
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# The workflow's own package lives in src/. This process reads its registries to plan the jobs, and
+# every job's script imports it: src/ goes on this process's path and on PYTHONPATH, which each job
+# inherits, in the venv, in a rule's conda env and on a cluster node alike (a cluster job parses this
+# file again). A pip path in envs/*.yaml cannot do this: Snakemake copies an env file to
+# .snakemake/conda/<hash>.yaml before conda creates it, so a path relative to envs/ no longer points
+# at the repository (tests/test_envs.py). What runs is always this checkout's code, never a stale copy.
+PACKAGE_SOURCE = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, PACKAGE_SOURCE)
+# Set here, not read (so not an `envvars:` the user must provide); an inherited entry is kept once.
+_INHERITED_PATH = [
+    entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry
+]
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(dict.fromkeys([PACKAGE_SOURCE, *_INHERITED_PATH]))
+)
 # Registries and names only: these modules import nothing heavy at start-up.
 from transfer_neurons.data.languages import language  # noqa: E402
 from transfer_neurons.detection.detectors import score_detector  # noqa: E402
@@ -25,8 +39,35 @@ from transfer_neurons.reporting.registry import (  # noqa: E402
     table_inputs,
     tables_of,
 )
+from transfer_neurons.reporting.snakemake_report import (  # noqa: E402
+    BROWSER_CATEGORY,
+    PROJECT_REPORT_CATEGORY,
+    figure_caption,
+    figure_category,
+    figure_labels,
+    report_labels,
+    table_category,
+)
 
 validate(config, schema="../config/schema.yaml")
+
+# Cheap steps run where Snakemake itself runs, not as jobs of their own: on a cluster each would
+# otherwise be a batch job that waits in the queue and starts Python anew for seconds of work.
+# What reads activation dumps or loads a model stays a job with its resources.
+
+
+localrules:
+    all,
+    prepare_corpus,
+    conditions,
+    detector_agreement,
+    lape_overlap,
+    figure_detection,
+    figure_evaluation,
+    summary_tables,
+    report_html,
+    neuron_browser,
+
 
 MODELS = list(config["models"])
 LANGUAGES = list(config["languages"])
@@ -404,7 +445,7 @@ def neuron_browsers():
     """Each model's neuron browser, where it is enabled."""
     if not EVALUATION["browser"]["enabled"]:
         return []
-    return expand("reports/neurons/{model}/index.html", model=MODELS)
+    return expand("reports/neurons/{model}", model=MODELS)
 
 
 def all_targets():

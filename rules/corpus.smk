@@ -8,7 +8,7 @@ rule prepare_corpus:
     log:
         "logs/prepare_corpus/{lang}.log",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/corpus.yaml"
     resources:
         mem_mb=2000,
         runtime=30,

@@ -7,7 +7,7 @@ rule centroids:
     log:
         "logs/centroids/{model}/{lang}.log",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
         runtime=30,
@@ -31,7 +31,7 @@ rule score_neurons:
     benchmark:
         "logs/benchmarks/score_neurons/{model}/{detector}/{lang}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
         runtime=60,
@@ -52,7 +52,7 @@ rule write_magnitudes:
     log:
         "logs/write_magnitudes/{model}/{lang}.log",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
         runtime=30,
@@ -69,7 +69,7 @@ rule lape:
     log:
         "logs/lape/{model}.log",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
@@ -96,7 +96,7 @@ rule lape_overlap:
     log:
         "logs/lape_overlap/{model}.log",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/report.yaml"
     params:
         main_label=config["detection"]["top_n"],
         languages=LANGUAGES,
@@ -113,7 +113,7 @@ rule detector_agreement:
     log:
         "logs/detector_agreement/{model}.log",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/report.yaml"
     params:
         reference=EVALUATION["detector"],
         detectors=DETECTORS,

@@ -9,7 +9,7 @@ rule conditions:
     log:
         "logs/conditions/{model}/{lang}.log",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     params:
         type1_fraction=config["detection"]["type1_fraction"],
         main_label=config["detection"]["top_n"],
@@ -40,7 +40,7 @@ rule evaluate_states:
     benchmark:
         "logs/benchmarks/evaluate_states/{model}/{lang}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -68,7 +68,7 @@ rule evaluate_qa:
     benchmark:
         "logs/benchmarks/evaluate_qa/{model}/{lang}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -110,7 +110,7 @@ rule evaluate_loss:
     benchmark:
         "logs/benchmarks/evaluate_loss/{model}/{lang}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -146,7 +146,7 @@ rule evaluate_harness:
     wildcard_constraints:
         condition="|".join(HARNESS_CONDITIONS) or "^$",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -182,7 +182,7 @@ rule evaluate_patching:
     benchmark:
         "logs/benchmarks/evaluate_patching/{model}/{lang}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -215,7 +215,7 @@ rule evaluate_attention:
     benchmark:
         "logs/benchmarks/evaluate_attention/{model}/{lang}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -243,7 +243,7 @@ rule language_states:
     benchmark:
         "logs/benchmarks/language_states/{model}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -274,7 +274,7 @@ rule language_space:
     log:
         "logs/language_space/{model}.log",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     params:
         languages=LANGUAGES,
         pivot=config["pivot_language"],
@@ -299,7 +299,7 @@ rule language_specificity:
     log:
         "logs/language_specificity/{model}.log",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     params:
         languages=LANGUAGES,
         pivot=config["pivot_language"],
@@ -323,7 +323,7 @@ rule evaluate_choices:
     benchmark:
         "logs/benchmarks/evaluate_choices/{model}/{lang}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -357,7 +357,7 @@ rule evaluate_amplification:
     benchmark:
         "logs/benchmarks/evaluate_amplification/{model}/{lang}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -409,7 +409,7 @@ rule finetune:
     wildcard_constraints:
         neuron_set="|".join(FINETUNE_TRAINED_SETS) or "^$",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -458,7 +458,7 @@ rule evaluate_finetuned:
     wildcard_constraints:
         neuron_set="|".join(FINETUNE_SETS) or "^$",
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
@@ -505,7 +505,7 @@ rule evaluate_logit_lens:
     benchmark:
         "logs/benchmarks/evaluate_logit_lens/{model}/{lang}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     threads: config["runtime"]["threads"]
     resources:
         mem_mb=config["resources"]["model_mem_mb"],

@@ -9,7 +9,7 @@ rule prepare_model:
     benchmark:
         "logs/benchmarks/prepare_model/{model}.tsv"
     conda:
-        "../envs/transfer-neurons.yaml"
+        "../envs/model.yaml"
     resources:
         mem_mb=config["resources"]["model_mem_mb"],
         runtime=60,

@@ -1,8 +1,5 @@
 """Rule centroids: Type-1 and Type-2 centroids per layer."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.detection.stages import compute_centroids
 from transfer_neurons.logs import logged_to
 

@@ -1,8 +1,5 @@
 """Rule conditions: the neuron sets of every intervention condition."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.conditions import BaselineSettings, make_conditions
 from transfer_neurons.logs import logged_to
 

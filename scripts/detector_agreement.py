@@ -1,8 +1,5 @@
 """Rule detector_agreement: shared top-N neurons of the reference detector and every other one."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.detection.agreement import run_detector_agreement
 from transfer_neurons.logs import logged_to
 

@@ -1,8 +1,5 @@
 """Rule dump_activations: last-token states of every layer for one split."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.data.dumps import dump_split
 from transfer_neurons.logs import logged_to
 

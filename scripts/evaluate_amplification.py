@@ -1,8 +1,5 @@
 """Rule evaluate_amplification: the factor sweep of the transfer neurons and their controls for one language."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.amplification import AmplificationSettings, run_amplification
 from transfer_neurons.logs import logged_to
 

@@ -1,8 +1,5 @@
 """Rule evaluate_attention: attention shifts per layer and head."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.attention import run_attention
 from transfer_neurons.evaluation.conditions import InterventionSettings
 from transfer_neurons.logs import logged_to

@@ -1,8 +1,5 @@
 """Rule evaluate_choices: the built-in multiple-choice task under one language's conditions."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.choices import run_choices
 from transfer_neurons.evaluation.conditions import InterventionSettings
 from transfer_neurons.logs import logged_to

@@ -1,8 +1,5 @@
 """Rule evaluate_finetuned: the base model plus one trained delta (or none: the base), measured on one language."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.finetune import FinetuneEvaluation, run_finetuned_evaluation
 from transfer_neurons.logs import logged_to
 

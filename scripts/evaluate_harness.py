@@ -1,9 +1,6 @@
 """Rule evaluate_harness: lm-evaluation-harness tasks of one language under one condition, or under
 each of the language's conditions with one model load."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.harness import run_harness
 from transfer_neurons.logs import logged_to
 

@@ -1,8 +1,5 @@
 """Rule evaluate_logit_lens: the logit lens of the last prompt token under the conditions, for one language."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.conditions import InterventionSettings
 from transfer_neurons.evaluation.logit_lens import LogitLensSettings, run_logit_lens
 from transfer_neurons.logs import logged_to

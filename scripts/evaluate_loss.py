@@ -1,8 +1,5 @@
 """Rule evaluate_loss: next-token loss of every language's held-out text under one language's conditions."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.conditions import InterventionSettings
 from transfer_neurons.evaluation.loss import run_loss_evaluation
 from transfer_neurons.logs import logged_to

@@ -1,8 +1,5 @@
 """Rule evaluate_patching: activation patching of the Type-1 neurons and their control set."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.patching import run_patching
 from transfer_neurons.logs import logged_to
 

@@ -1,8 +1,5 @@
 """Rule evaluate_qa: QA answers and F1 under every QA condition."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.conditions import InterventionSettings
 from transfer_neurons.evaluation.qa import QASettings, run_qa_evaluation
 from transfer_neurons.logs import logged_to

@@ -1,8 +1,5 @@
 """Rule evaluate_states: alignment metrics per layer under every condition."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.conditions import InterventionSettings
 from transfer_neurons.evaluation.states import run_state_evaluation
 from transfer_neurons.logs import logged_to

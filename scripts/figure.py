@@ -1,9 +1,7 @@
 """Rules figure_detection and figure_evaluation: one figure of the registry, by name."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.logs import logged_to
 from transfer_neurons.model.manifest import manifest_facts
 from transfer_neurons.reporting.figures import draw_figure

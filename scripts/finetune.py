@@ -1,8 +1,5 @@
 """Rule finetune: train one neuron set (or LoRA of as many parameters) on one language's training text."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.finetune import TrainingSettings, run_finetune
 from transfer_neurons.logs import logged_to
 

@@ -1,8 +1,5 @@
 """Rule language_space: centroid similarities of all languages, a 2-D PCA and the SVD dimensionality."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.language_space import (
     decoder_layer_count,
     open_language_states,

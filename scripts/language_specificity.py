@@ -1,8 +1,5 @@
 """Rule language_specificity: eta^2 and ANOVA p of every top-N neuron."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.specificity import run_specificity
 from transfer_neurons.logs import logged_to
 

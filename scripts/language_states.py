@@ -1,8 +1,5 @@
 """Rule language_states: last-token states of parallel questions in every language under each condition."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.conditions import InterventionSettings
 from transfer_neurons.evaluation.language_states import run_language_states
 from transfer_neurons.logs import logged_to

@@ -1,8 +1,5 @@
 """Rule lape: LAPE language-specific neurons of every language."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.detection.lape import LapeSettings
 from transfer_neurons.detection.stages import select_lape_neurons
 from transfer_neurons.logs import logged_to

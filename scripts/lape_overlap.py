@@ -1,8 +1,5 @@
 """Rule lape_overlap: each language's LAPE neurons against its transfer neurons, per layer."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.detection.agreement import run_lape_overlap
 from transfer_neurons.logs import logged_to
 

@@ -1,15 +1,13 @@
 """Rule neuron_browser: the static neuron browser of one model (index and one page per neuron)."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.logs import logged_to
 from transfer_neurons.reporting.neuron_browser import BrowserSettings, build_neuron_browser
 
 with logged_to(snakemake.log[0]):
     build_neuron_browser(
-        Path(snakemake.output.index).parent,
+        Path(snakemake.output.site),
         model=snakemake.wildcards.model,
         languages=snakemake.params.languages,
         settings=BrowserSettings(**snakemake.params.settings),

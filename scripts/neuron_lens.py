@@ -1,8 +1,5 @@
 """Rule neuron_lens: the tokens each browsed neuron's write vector promotes and suppresses."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.neuron_tokens import run_neuron_lens
 from transfer_neurons.logs import logged_to
 

@@ -1,8 +1,5 @@
 """Rule neuron_profiles: each browsed neuron's mean last-token activation and LAPE profile per language."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.neuron_tokens import run_neuron_profiles
 from transfer_neurons.logs import logged_to
 

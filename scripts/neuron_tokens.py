@@ -1,8 +1,5 @@
 """Rule neuron_tokens: the browsed neurons' top test sentences of one language, token by token."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.evaluation.neuron_tokens import TokenSettings, run_neuron_tokens
 from transfer_neurons.logs import logged_to
 

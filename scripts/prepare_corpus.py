@@ -1,8 +1,5 @@
 """Rule prepare_corpus: validate, de-duplicate and split one language's sentence pairs."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.data.corpus import prepare_corpus
 from transfer_neurons.logs import logged_to
 

@@ -1,9 +1,7 @@
 """Rule prepare_model: any configured model source -> local directory + manifest."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.logs import logged_to
 from transfer_neurons.model.loading import prepare_model
 

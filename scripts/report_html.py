@@ -1,10 +1,9 @@
 """Rule report_html: the HTML report of every model."""
 
+import json
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 import polars as pl
 
 from transfer_neurons.logs import logged_to
@@ -37,7 +36,19 @@ with logged_to(snakemake.log[0]):
     # With several models, one table of their verdicts side by side comes first.
     overview = comparison_section(claims_by_model) if len(claims_by_model) > 1 else None
     links = [
-        (Path(os.path.relpath(index, output.parent)).as_posix(), f"{Path(index).parent.name}: neuron browser")
-        for index in snakemake.input.browsers
+        (
+            Path(os.path.relpath(Path(site) / "index.html", output.parent)).as_posix(),
+            f"{Path(site).name}: neuron browser",
+        )
+        for site in snakemake.input.browsers
     ]
-    write_report(output, models, facts, overview=overview, links=links)
+    provenance_file = Path(snakemake.output.provenance)
+    provenance_file.write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_report(
+        output,
+        models,
+        facts,
+        overview=overview,
+        links=links,
+        provenance_file=Path(os.path.relpath(provenance_file, output.parent)).as_posix(),
+    )

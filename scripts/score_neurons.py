@@ -1,8 +1,5 @@
 """Rule score_neurons: full score table and top-N lists for one model, detector and language."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.detection.stages import score_neurons
 from transfer_neurons.logs import logged_to
 

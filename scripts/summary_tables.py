@@ -1,8 +1,5 @@
 """Rule summary_tables: every table the report quotes, and the claims table, for one model."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.logs import logged_to
 from transfer_neurons.model.manifest import manifest_facts
 from transfer_neurons.reporting.registry import FigureContext, FigureSettings
@@ -13,4 +10,4 @@ with logged_to(snakemake.log[0]):
     context = FigureContext(
         snakemake.wildcards.model, FigureSettings(**snakemake.params.settings), manifest_facts(snakemake.input.manifest)
     )
-    write_summary_tables(inputs, context, snakemake.output.tables)
+    write_summary_tables(inputs, context, [*snakemake.output.tables, snakemake.output.claims])

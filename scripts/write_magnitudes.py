@@ -1,8 +1,5 @@
 """Rule write_magnitudes: how much each neuron writes over the L2 training sentences."""
 
-import sys
-
-sys.path.insert(0, f"{snakemake.scriptdir}/../src")
 from transfer_neurons.detection.magnitudes import run_write_magnitudes
 from transfer_neurons.logs import logged_to
 

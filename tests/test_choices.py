@@ -5,12 +5,13 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from tests.tiny import tiny_model, tiny_tokenizer
 from tests.workflow_helpers import REPO
 from transfer_neurons.evaluation.choices import (
     encode_choice,
-    encoded_choices,
+    encoded_items,
     item_scores,
     log_likelihoods_by_run,
     read_items,
@@ -52,12 +53,12 @@ def harness_samples(lm):
 def test_log_likelihoods_and_accuracies_equal_the_harness(tiny_loaded, condition, neurons):
     samples = harness_samples(intervention_lm(tiny_loaded, neurons, factor=0.0, positions="prompt", batch_size=4))
     items = read_items(TASK_DIR / "tn_mc_ja.jsonl", LIMIT)
-    requests = encoded_choices(tiny_loaded.tokenizer, items)
+    encoded = encoded_items(tiny_loaded.tokenizer, items)
     runs = {condition: NeuronEdit(neurons, 0.0, "prompt")}
-    native = log_likelihoods_by_run(tiny_loaded, requests, runs, batch_size=4, max_batch_tokens=None)[condition]
+    native = log_likelihoods_by_run(tiny_loaded, encoded, runs, batch_size=4, max_batch_tokens=None)[condition]
     theirs = [float(response[0][0]) for sample in samples for response in sample["resps"]]
     np.testing.assert_allclose(native, theirs, rtol=1e-5, atol=1e-5)
-    scores = item_scores(items, requests, native)
+    scores = item_scores(items, native)
     assert scores["acc"].to_list() == [sample["acc"] for sample in samples]
     assert scores["acc_norm"].to_list() == [sample["acc_norm"] for sample in samples]
 
@@ -65,22 +66,38 @@ def test_log_likelihoods_and_accuracies_equal_the_harness(tiny_loaded, condition
 def test_conditions_stacked_as_rows_give_the_log_likelihoods_of_each_alone(loaded):
     items = [{"question": "Where is the station?", "choices": ["here", "there", "in Tokyo", "Rome"], "answer": 2},
              {"question": "猫は?", "choices": ["寝ています", "はい", "いいえ", "駅"], "answer": 0}]  # fmt: skip
-    requests = encoded_choices(loaded.tokenizer, items)
+    encoded = encoded_items(loaded.tokenizer, items)
+    assert max(len(ids) for item in encoded for ids in item.continuations) > 1  # the continuation pass runs
     d_mlp = loaded.facts.d_mlp
     neuron_sets = {"normal": {}, "early": {0: list(range(0, d_mlp, 2))}, "late": {3: [1, 2, 3]}}
     for positions in ("prompt", "last", "all"):
         runs = {name: NeuronEdit(neurons, 0.5, positions) for name, neurons in neuron_sets.items()}
-        stacked = log_likelihoods_by_run(loaded, requests, runs, batch_size=8, max_batch_tokens=None)
+        stacked = log_likelihoods_by_run(loaded, encoded, runs, batch_size=8, max_batch_tokens=None)
         for name, edit in runs.items():
-            alone = log_likelihoods_by_run(loaded, requests, {name: edit}, batch_size=8, max_batch_tokens=None)[name]
-            np.testing.assert_allclose(stacked[name], alone, rtol=1e-5, atol=1e-6)
+            alone = log_likelihoods_by_run(loaded, encoded, {name: edit}, batch_size=1, max_batch_tokens=None)[name]
+            np.testing.assert_allclose(stacked[name], alone, rtol=1e-5, atol=1e-5)
         assert not np.allclose(stacked["early"], stacked["normal"], rtol=0, atol=1e-7)
 
 
+def test_shared_contexts_give_the_log_likelihoods_of_whole_sequences(loaded):
+    """The reference: each (question, choice) as one unpadded sequence, read whole by a plain forward pass."""
+    items = [{"question": "Where is the station?", "choices": ["here", "there and back", "in Tokyo", "R"], "answer": 2}]
+    encoded = encoded_items(loaded.tokenizer, items)
+    native = log_likelihoods_by_run(loaded, encoded, {"normal": NeuronEdit()}, batch_size=4, max_batch_tokens=None)
+    expected = []
+    for continuation in encoded[0].continuations:
+        ids = torch.tensor([encoded[0].context + continuation])
+        with torch.no_grad():
+            log_probs = torch.log_softmax(loaded.model(ids).logits[0].double(), dim=-1)
+        start = len(encoded[0].context)
+        expected.append(sum(float(log_probs[start + j - 1, token]) for j, token in enumerate(continuation)))
+    np.testing.assert_allclose(native["normal"], expected, rtol=1e-4, atol=1e-4)
+
+
 def test_the_context_keeps_no_trailing_space(tokenizer):
-    whole, context_tokens = encode_choice(tokenizer, "Q: x\nA: ", "Rome")
-    assert whole == tokenizer.encode("Q: x\nA: Rome")
-    assert context_tokens == len(tokenizer.encode("Q: x\nA:"))
+    context, continuation = encode_choice(tokenizer, "Q: x\nA: ", "Rome")
+    assert context == tokenizer.encode("Q: x\nA:")
+    assert context + continuation == tokenizer.encode("Q: x\nA: Rome")
 
 
 def test_a_malformed_item_is_named(tmp_path):

@@ -72,7 +72,8 @@ def test_documented_commands_put_no_target_after_configfile():
         f"{document.name}: {line.strip()}"
         for document in documents
         for line in document.read_text().splitlines()
-        if re.search(r"snakemake\b.*--configfile\s+[^\s\[]+\s+[^\s\-#(]", line)
+        # the command ends at a backtick (inline code) or a table cell's bar
+        if re.search(r"snakemake\b[^`|]*--configfile\s+[^\s\[`|]+\s+[^\s\-#(`|]", line)
     ]
     assert not swallowed, swallowed
 
@@ -107,3 +108,18 @@ def test_an_unknown_precision_is_refused():
     config["runtime"]["dtype"] = "float64"
     with pytest.raises(WorkflowError, match="float64"):
         validate(config, SCHEMA)
+
+
+def test_readme_lists_every_registered_claim_with_its_smallest_effect():
+    """The README's thresholds table is written by hand; it must follow the registered settings."""
+    from transfer_neurons.reporting import analyses, registry
+
+    assert analyses.MODULES and registry.CLAIMS
+    rows = {
+        cells[1].strip(): cells[4].strip()
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith("| ") and len(cells := line.split("|")) == 8
+    }
+    for name, claim in registry.CLAIMS.items():
+        assert name in rows, f"README's claims table lacks {name}"
+        assert rows[name].split()[0] == f"{claim.settings.smallest_effect:.2f}", name

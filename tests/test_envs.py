@@ -1,9 +1,13 @@
-"""Every rule names a conda env in envs/, and each env pins what its rule's script imports.
+"""Every rule names a conda env in envs/, the smallest that runs it, and each env pins what its rule imports.
 
 --use-conda cannot be exercised offline (no conda channels), so this checks the env files
 statically: the third-party imports a rule's script reaches (its own and those of the
-transfer_neurons modules it imports, transitively) must be pinned in the rule's env, and
-every pin must equal requirements.txt and the installed version, which the tests run with.
+transfer_neurons modules it imports, transitively: plain imports, ``lazy_import("name")`` and the
+analysis modules ``reporting.analyses`` imports by name; imports guarded by ``except ImportError``
+are optional) must be pinned in the rule's env, and every pin must equal requirements.txt (from
+which tools/write_envs.py writes the envs) and the installed version, which the tests run with.
+Then each env's rules' modules are imported with every other pinned package blocked, as in an env
+that lacks them. The package itself reaches each job through PYTHONPATH (rules/common.smk).
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import ast
 import functools
 import importlib.metadata
 import re
+import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +26,7 @@ import pytest
 import yaml
 
 from tests.workflow_helpers import REPO, snakemake, tiny_config, write_config
+from tools.write_envs import ENVS, expected_files, requirement_sections
 
 PACKAGE = "transfer_neurons"
 PACKAGE_DIR = REPO / "src" / PACKAGE
@@ -28,6 +35,11 @@ WORKFLOW_FILES = [REPO / "Snakefile", *sorted((REPO / "rules").glob("*.smk"))]
 ACTIONS = ("script", "shell", "run", "notebook", "wrapper")
 # Snakemake's script preamble puts Snakemake itself on the path, so envs need not pin it.
 PROVIDED_BY_SNAKEMAKE = {"snakemake"}
+# What a package needs at run time without importing it where a scan could see: Altair saves PNGs
+# through vl-convert.
+RUNTIME_NEEDS = {"altair": {"vl-convert-python"}}
+# The rules that draw figures, write tables and reports: their envs must not install torch.
+REPORTING_RULES = {"figure_detection", "figure_evaluation", "summary_tables", "report_html", "neuron_browser"}
 
 RULE_HEADER = re.compile(r"^( *)(?:local)?rule (\w+):$")
 
@@ -78,10 +90,31 @@ def acting_rules() -> list[Rule]:
     return [rule for rule in workflow_rules() if any(action in rule.directives for action in ACTIONS)]
 
 
+def optional_import_nodes(tree: ast.AST) -> set[ast.AST]:
+    """Import statements inside a ``try`` whose handler catches ImportError: the code runs without them."""
+    optional = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try):
+            caught = {ast.unparse(handler.type) for handler in node.handlers if handler.type is not None}
+            if caught & {"ImportError", "ModuleNotFoundError", "(ImportError, ModuleNotFoundError)"}:
+                optional.update(inner for statement in node.body for inner in ast.walk(statement))
+    return optional
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts).removesuffix(".__init__")
+
+
 def imported_modules(path: Path) -> set[str]:
-    """Absolute module names imported anywhere in a file (function-level imports included)."""
+    """Absolute module names imported anywhere in a file (function-level imports included), except
+    optional ones: import statements, ``lazy_import("name")`` calls, and the modules of a package that
+    imports its ``MODULES`` by name (``importlib.import_module(f"{__name__}.{name}")``)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    optional = optional_import_nodes(tree)
     modules = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(tree):
+        if node in optional:
+            continue
         if isinstance(node, ast.Import):
             modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -92,7 +125,21 @@ def imported_modules(path: Path) -> set[str]:
             modules.add(base)
             # `from transfer_neurons import corpus` imports a submodule, not just a name.
             modules.update(f"{base}.{alias.name}" for alias in node.names if base.startswith(PACKAGE))
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) == "lazy_import" and node.args:
+            if isinstance(node.args[0], ast.Constant):
+                modules.add(node.args[0].value)
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) == "importlib.import_module":
+            if node.args and ast.unparse(node.args[0]).startswith("f'{__name__}."):
+                modules.update(f"{module_name(path)}.{name}" for name in registered_module_names(tree))
     return modules
+
+
+def registered_module_names(tree: ast.AST) -> list[str]:
+    """The names in a module's top-level ``MODULES = (...)``."""
+    for node in getattr(tree, "body", []):
+        if isinstance(node, ast.Assign) and any(getattr(target, "id", "") == "MODULES" for target in node.targets):
+            return [element.value for element in node.value.elts]
+    raise AssertionError("a module imports its MODULES by name but defines no MODULES tuple")
 
 
 def package_module_file(module: str) -> Path | None:
@@ -104,8 +151,8 @@ def package_module_file(module: str) -> Path | None:
     return None
 
 
-def third_party_imports(script: Path) -> set[str]:
-    """Top-level third-party names the script imports, following transfer_neurons imports."""
+def package_modules(script: Path) -> set[str]:
+    """The transfer_neurons modules the script imports, directly or through others."""
     found, pending, seen = set(), [script], set()
     while pending:
         path = pending.pop()
@@ -113,14 +160,24 @@ def third_party_imports(script: Path) -> set[str]:
             continue
         seen.add(path)
         for module in imported_modules(path):
-            top = module.split(".")[0]
-            if top == PACKAGE:
+            if module.split(".")[0] == PACKAGE:
                 parts = module.split(".")
                 # Importing a.b.c also runs a/__init__.py and a/b/__init__.py.
                 for depth in range(1, len(parts) + 1):
                     if file := package_module_file(".".join(parts[:depth])):
+                        found.add(".".join(parts[:depth]))
                         pending.append(file)
-            elif top and top not in sys.stdlib_module_names:
+    return found
+
+
+def third_party_imports(script: Path) -> set[str]:
+    """Top-level third-party names the script imports, following transfer_neurons imports."""
+    files = [script, *(package_module_file(module) for module in package_modules(script))]
+    found = set()
+    for path in files:
+        for module in imported_modules(path):
+            top = module.split(".")[0]
+            if top and top != PACKAGE and top not in sys.stdlib_module_names:
                 found.add(top)
     return found - PROVIDED_BY_SNAKEMAKE
 
@@ -189,12 +246,130 @@ def test_rule_names_an_env_file_in_envs(rule):
     assert env_file.is_file(), f"rule {rule.name}: {env_file} does not exist"
 
 
+def needed_distributions(rule: Rule) -> set[str]:
+    """The distributions a rule's script needs: those it imports and what they need at run time."""
+    needed = {distribution_of(name) for name in third_party_imports(rule.path("script"))}
+    return needed | {extra for name in needed for extra in RUNTIME_NEEDS.get(name, ())}
+
+
 @pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.name)
 def test_env_pins_every_package_the_rule_imports(rule):
     _, pins = env_pins(rule.path("conda"))
-    needed = {distribution_of(name) for name in third_party_imports(rule.path("script"))}
+    needed = needed_distributions(rule)
     assert needed, f"rule {rule.name}: found no imports; is the import scan broken?"
     assert not needed - set(pins), f"rule {rule.name}: {rule.path('conda').name} lacks {sorted(needed - set(pins))}"
+
+
+def env_files() -> list[Path]:
+    return sorted((REPO / "envs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.name)
+def test_rule_names_the_smallest_env_that_runs_it(rule):
+    # Smallest by inclusion: no other env that runs the rule holds only part of the rule's env.
+    needed = needed_distributions(rule)
+    chosen = set(env_pins(rule.path("conda"))[1])
+    smaller = [
+        path.name for path in env_files() if needed <= set(env_pins(path)[1]) and set(env_pins(path)[1]) < chosen
+    ]
+    assert not smaller, f"rule {rule.name}: {smaller} run it with less than {rule.path('conda').name}"
+
+
+def test_the_scan_sees_the_figure_rules_imports():
+    # Guards the scan: figures reach altair only through lazy_import and the analyses through MODULES.
+    (figure,) = [rule for rule in RULES if rule.name == "figure_evaluation"]
+    assert {"altair", "polars", "scipy", "numpy"} <= third_party_imports(figure.path("script"))
+    assert "transfer_neurons.reporting.analyses.qa" in package_modules(figure.path("script"))
+
+
+def test_the_scan_skips_imports_guarded_by_import_error(tmp_path):
+    module = tmp_path / "module.py"
+    module.write_text("try:\n    import torch\nexcept ImportError:\n    pass\nimport numpy\n")
+    assert imported_modules(module) == {"numpy"}
+
+
+@pytest.mark.parametrize("rule", sorted(REPORTING_RULES))
+def test_reporting_rules_envs_have_no_torch(rule):
+    (found,) = [candidate for candidate in RULES if candidate.name == rule]
+    _, pins = env_pins(found.path("conda"))
+    assert not {"torch", "transformers", "lm-eval", "peft"} & set(pins), f"rule {rule}: {found.path('conda').name}"
+
+
+def blocked_import_names(env_file: Path) -> set[str]:
+    """Import names of the runtime packages requirements.txt pins that ``env_file`` lacks."""
+    _, pins = env_pins(env_file)
+    runtime, _ = requirement_sections()
+    missing = {normalized(spec.split("==")[0]) for spec in runtime} - set(pins)
+    return {name for name, dists in installed_distributions().items() if normalized(dists[0]) in missing}
+
+
+# Run in a fresh interpreter: the path finder no longer finds the blocked top-level names, as if they
+# were not installed (`import torch` fails, importlib.util.find_spec("torch") is None).
+HIDING_FINDER = """
+import importlib, importlib.machinery, sys
+BLOCKED = set({blocked!r})
+
+class Hiding(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            return None
+        return super().find_spec(name, path, target)
+
+sys.meta_path = [Hiding if finder is importlib.machinery.PathFinder else finder for finder in sys.meta_path]
+for module in {modules!r}:
+    importlib.import_module(module)
+"""
+
+
+@pytest.mark.parametrize("env_file", env_files(), ids=lambda path: path.name)
+def test_env_imports_its_rules_modules_without_the_other_packages(env_file):
+    # An env without torch must still import every module its rules reach.
+    modules = sorted(
+        {module for rule in RULES if rule.path("conda") == env_file for module in package_modules(rule.path("script"))}
+    )
+    assert modules, f"no rule uses {env_file.name}"
+    blocked = sorted(blocked_import_names(env_file))
+    program = HIDING_FINDER.format(blocked=blocked, modules=modules)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, f"{env_file.name} (without {', '.join(blocked)}):\n{result.stderr[-3000:]}"
+
+
+def test_the_hiding_finder_hides_a_package():
+    program = HIDING_FINDER.format(blocked=["torch"], modules=["transfer_neurons.model.hooks"])
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0 and "No module named 'torch'" in result.stderr
+
+
+def test_env_files_are_written_from_requirements():
+    for path, text in expected_files().items():
+        assert path.read_text() == text, f"{path.name} differs from tools/write_envs.py's: run it"
+    assert {path.name for path in env_files()} == {f"{env.name}.yaml" for env in ENVS}
+
+
+def test_envs_install_no_local_path():
+    # Snakemake copies an env file to .snakemake/conda/<hash>.yaml and conda runs pip in that folder,
+    # so a path relative to envs/ would point elsewhere: the package comes through PYTHONPATH instead.
+    for path in env_files():
+        for entry in yaml.safe_load(path.read_text())["dependencies"]:
+            for spec in entry["pip"] if isinstance(entry, dict) else [entry]:
+                assert not re.match(r"(-e|--editable|\.|/|file:)", spec), f"{path.name}: {spec}"
+
+
+def test_jobs_find_the_package_through_pythonpath_not_sys_path():
+    common = (REPO / "rules" / "common.smk").read_text()
+    assert 'PACKAGE_SOURCE = str(Path(workflow.basedir) / "src")' in common
+    assert "os.environ.update(\n    PYTHONPATH=" in common
+    for script in sorted((REPO / "scripts").glob("*.py")):
+        assert "sys.path" not in script.read_text(), f"{script.name} changes sys.path"
+
+
+def test_pyproject_declares_the_runtime_requirements_and_the_license():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime, _ = requirement_sections()
+    assert sorted(project["dependencies"]) == sorted(runtime)
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert (REPO / "LICENSE").read_text().startswith("MIT License")
 
 
 def test_prepare_model_env_has_the_configured_gguf_package():

@@ -127,3 +127,61 @@ def test_killed_run_resumes_and_keeps_finished_outputs(tmp_path):
     assert modification_times(tmp_path, finished) == before
     assert all((tmp_path / target / ".snakemake_timestamp").is_file() for target in TARGETS)
     assert planned_outputs(tmp_path, *TARGETS) == []
+
+
+# Files of the run itself, not of its results: the report's provenance (date, commit, machine).
+RUN_SPECIFIC = {"reports/provenance.json"}
+COMPARED_ROOTS = ("results", "reports")
+
+
+def compared_files(workdir: Path) -> dict[str, Path]:
+    """Every output file under results/ and reports/, by path relative to the run directory."""
+    return {
+        str(path.relative_to(workdir)): path
+        for root in COMPARED_ROOTS
+        for path in sorted((workdir / root).rglob("*"))
+        if path.is_file() and path.name != ".snakemake_timestamp" and str(path.relative_to(workdir)) not in RUN_SPECIFIC
+    }
+
+
+def differing_files(first: Path, second: Path) -> list[str]:
+    """Each file that only one run has, or whose bytes differ between the runs, named."""
+    ours, theirs = compared_files(first), compared_files(second)
+    found = [f"only in the first run: {name}" for name in sorted(set(ours) - set(theirs))]
+    found += [f"only in the second run: {name}" for name in sorted(set(theirs) - set(ours))]
+    found += [
+        f"differs: {name}"
+        for name in sorted(set(ours) & set(theirs))
+        if ours[name].read_bytes() != theirs[name].read_bytes()
+    ]
+    return found
+
+
+def test_differing_files_names_what_differs(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for run, text in ((first, "a"), (second, "b")):
+        (run / "results").mkdir(parents=True)
+        (run / "results" / "table.csv").write_text(text)
+        (run / "reports").mkdir()
+        (run / "reports" / "provenance.json").write_text(text)
+    (second / "results" / "extra.csv").write_text("")
+    assert differing_files(first, second) == ["only in the second run: results/extra.csv", "differs: results/table.csv"]
+
+
+def test_killed_and_resumed_run_writes_the_bytes_of_an_uninterrupted_run(finished_run, tmp_path):
+    # finished_run ran uninterrupted; this run of the same commit is killed while a job runs, unlocked
+    # and resumed. Every output under results/ and reports/ must be byte for byte the same.
+    write_config(tmp_path, tiny_config(tmp_path))
+    log = tmp_path / "killed_run.log"
+    with detached_snakemake(tmp_path, log, "all") as process:
+        wait_for(started_after_first_dump, process, log)
+        time.sleep(0.5)  # give the job that just started time to be marked incomplete
+        kill_group(process)
+    assert list((tmp_path / ".snakemake" / "incomplete").iterdir()), "the kill interrupted no job"
+
+    snakemake(tmp_path, "--unlock")
+    snakemake(tmp_path, "--rerun-incomplete", "all")
+
+    assert compared_files(tmp_path), "the resumed run wrote nothing"
+    differences = differing_files(finished_run, tmp_path)
+    assert not differences, "\n".join(differences)

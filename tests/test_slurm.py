@@ -36,9 +36,11 @@ TEST_CLUSTER_OPTIONS = (
 LANGUAGE = "ja"
 TARGETS = [f"reports/figures/tiny/centroid/{figure}.png" for figure in ("layer_distribution", "score_profile")]
 # sbatch options: a model rule gets the tiny config's resources (model_mem_mb 1000,
-# model_runtime_min 10) and its runtime.threads (2); a rule without resources gets profiles/slurm's defaults.
-MODEL_RULE_REQUEST = {"--mem": "1000", "-t": "10", "--cpus-per-task": "2"}
-DEFAULT_REQUEST = {"--mem": "4000", "-t": "60", "--cpus-per-task": "1"}
+# model_runtime_min 10) and its runtime.threads (2), and the partition profiles/slurm/partitions.yaml
+# picks for a job without a GPU.
+MODEL_RULE_REQUEST = {"--mem": "1000", "-t": "10", "--cpus-per-task": "2", "-p": "cpu"}
+# The targets' jobs that are batch jobs; prepare_corpus and figure_detection are localrules.
+BATCH_RULES = {"prepare_model", "dump_activations", "centroids", "score_neurons"}
 SBATCH_OPTIONS_WITH_VALUE = ("--mem", "-t", "--comment", "--job-name", "--output", "-p", "-A", "-D")
 
 
@@ -101,13 +103,16 @@ def sbatch_options(call: str) -> dict[str, str]:
     return options
 
 
+def sbatch_calls(log_text: str) -> list[dict[str, str]]:
+    """The options of every sbatch call (the plugin logs the calls with --verbose)."""
+    return [sbatch_options(call) for call in re.findall(r"sbatch call: (sbatch .+)$", log_text, flags=re.MULTILINE)]
+
+
 def sbatch_requests(log_text: str) -> dict[str, dict[str, str]]:
-    """Rule -> the options of its sbatch call (the plugin logs the calls with --verbose)."""
-    requests = {}
-    for call in re.findall(r"sbatch call: (sbatch .+)$", log_text, flags=re.MULTILINE):
-        options = sbatch_options(call)
-        requests[re.match(r"rule_(\w+?)_wildcards", options["--comment"]).group(1)] = options
-    return requests
+    """Rule -> the options of its sbatch call."""
+    return {
+        re.match(r"rule_(\w+?)_wildcards", options["--comment"]).group(1): options for options in sbatch_calls(log_text)
+    }
 
 
 def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
@@ -127,11 +132,11 @@ def test_slurm_run_matches_local_run(slurm_cluster, tmp_path):
     for name, path in on_slurm.items():
         assert comparable(path) == comparable(local[name]), f"{name} differs from the local run"
 
-    requests = sbatch_requests(slurm_run.stdout + slurm_run.stderr)
-    assert set(requests) == {
-        "prepare_model", "prepare_corpus", "dump_activations", "centroids", "score_neurons",
-        "figure_detection",
-    }  # fmt: skip
+    log_text = slurm_run.stdout + slurm_run.stderr
+    calls, requests = sbatch_calls(log_text), sbatch_requests(log_text)
+    print(f"batch jobs submitted: {len(calls)} ({', '.join(sorted(requests))})")  # the test's log
+    assert set(requests) == BATCH_RULES and len(calls) == len(BATCH_RULES)
+    assert re.search(r"^localrule figure_detection:$", log_text, flags=re.MULTILINE)
     assert all("--gpus" not in options for options in requests.values())  # the config asks for no GPU
+    assert all(options["-p"] == "cpu" for options in requests.values())  # chosen from partitions.yaml
     assert MODEL_RULE_REQUEST.items() <= requests["dump_activations"].items()
-    assert DEFAULT_REQUEST.items() <= requests["figure_detection"].items()

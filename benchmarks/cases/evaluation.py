@@ -54,7 +54,7 @@ from transfer_neurons.evaluation.amplification import (
     sweep_runs,
 )
 from transfer_neurons.evaluation.attention import attention_conditions, evaluate_attention
-from transfer_neurons.evaluation.choices import encoded_choices, evaluate_choices, read_items
+from transfer_neurons.evaluation.choices import encoded_items, evaluate_choices, read_items
 from transfer_neurons.evaluation.conditions import (
     BaselineSettings,
     InterventionSettings,
@@ -454,9 +454,10 @@ def loss_positions(bench: Bench, sentences: dict[str, list[str]], runs: int) -> 
 
 
 def choice_positions(bench: Bench, items: dict[str, list[dict]], runs: int) -> int:
-    """The positions whose logits multiple choice reads: each continuation token's predicting one, per run."""
-    requests = [request for found in items.values() for request in encoded_choices(bench.tokenizer, found)]
-    return runs * sum(len(request.ids) - request.context_tokens for request in requests)
+    """The positions whose logits multiple choice reads, per run: an item's context's last position once (it
+    predicts the first token of every choice) and each later continuation token's predicting one."""
+    encoded = [item for found in items.values() for item in encoded_items(bench.tokenizer, found)]
+    return runs * sum(1 + sum(len(continuation) - 1 for continuation in item.continuations) for item in encoded)
 
 
 # --- start-up in fresh processes ---------------------------------------------------------------------

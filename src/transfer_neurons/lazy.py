@@ -16,12 +16,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from types import ModuleType
+from typing import Any
 
 
 class _DeferredModule(ModuleType):
     """Stands in for a module until one of its attributes is read, then imports it."""
 
-    def __getattr__(self, attribute: str):
+    def __getattr__(self, attribute: str) -> Any:
         module = importlib.import_module(self.__name__)
         self.__dict__.update(vars(module))  # later reads find the attributes directly
         return getattr(module, attribute)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 
 @contextlib.contextmanager
-def logged_to(path: str | Path):
+def logged_to(path: str | Path) -> Iterator[None]:
     """Route ``logging`` and stderr (tqdm) to ``path`` for the duration of a rule."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as stream, contextlib.redirect_stderr(stream):

@@ -7,6 +7,7 @@ purpose: the Snakefile imports it at start-up, which happens in every cluster jo
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
 PIVOT_SIDE, TARGET_SIDE = "pivot", "target"
@@ -96,7 +97,7 @@ GROUP_ORDER = [
 ]
 
 
-def expand_groups(groups, seeds) -> list[str]:
+def expand_groups(groups: Iterable[str], seeds: Sequence[int]) -> list[str]:
     """Condition names of condition groups: a drawn baseline's group gets one name per seed
     (``random_type1`` -> ``random_type1_s0``, ...); other groups are condition names already."""
     drawn = {condition_group(kind, neuron_type) for kind in BASELINE_KINDS for neuron_type in NEURON_TYPES}

@@ -15,7 +15,9 @@ set -euo pipefail
 DIR="${TN_SLURM_DIR:-/tmp/tn-slurm}"
 CONF="$DIR/slurm.conf"
 NODE=localhost
-PARTITION=debug
+# profiles/slurm/partitions.yaml names a cpu and a gpu partition; here both hold the one node.
+PARTITION=cpu
+GPU_PARTITION=gpu
 START_TIMEOUT="${TN_SLURM_START_TIMEOUT:-60}"   # seconds to wait for an idle node
 MUNGE_KEY=/etc/munge/munge.key
 MUNGE_SOCKET_DIR=/run/munge
@@ -136,6 +138,7 @@ SlurmctldDebug=info
 SlurmdDebug=info
 NodeName=$NODE NodeAddr=127.0.0.1 ${topo}RealMemory=$mem_mb State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=$GPU_PARTITION Nodes=$NODE MaxTime=INFINITE State=UP
 EOF
     log "wrote $CONF (CPUs=$cpus RealMemory=$mem_mb)"
 }
@@ -228,7 +231,7 @@ cmd_start() {
         fi
         sleep 1
     done
-    log "cluster up: node $NODE is $state, partition $PARTITION (state dir $DIR)"
+    log "cluster up: node $NODE is $state, partitions $PARTITION, $GPU_PARTITION (state dir $DIR)"
     echo "export SLURM_CONF=$CONF"
 }
 

@@ -161,10 +161,10 @@ def handle_duplicates(
                 first_seen.setdefault(side, row["location"])
     marked = pairs.with_columns(pl.Series("keep", keep), pl.Series("reason", reasons, dtype=pl.String))
     kept = marked.filter(pl.col("keep")).drop("keep", "reason")
-    dropped = marked.filter(~pl.col("keep")).drop("keep")
-    for reason, count in dropped.group_by("reason").len().sort("reason").iter_rows():
+    dropped_pairs = marked.filter(~pl.col("keep")).drop("keep")
+    for reason, count in dropped_pairs.group_by("reason").len().sort("reason").iter_rows():
         log.info("%s: dropped %d pairs with a %s (corpus.duplicates: drop)", source, count, reason)
-    return kept, dropped
+    return kept, dropped_pairs
 
 
 def split_of(pair_id: str, test_percent: int) -> str:
@@ -227,7 +227,7 @@ def load_hub_pairs(
     """
     from datasets import load_dataset
 
-    kwargs = {"revision": revision} if revision else {}
+    kwargs: dict[str, str | bool] = {"revision": revision} if revision else {}
     if trust_remote_code:
         kwargs["trust_remote_code"] = True
     table = load_dataset(dataset, name, split=split, **kwargs)

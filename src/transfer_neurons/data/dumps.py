@@ -30,6 +30,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -39,10 +40,20 @@ from tqdm import tqdm
 from transfer_neurons.data.corpus import sentences
 from transfer_neurons.data.storage import PlainArrayWriter, ScaledArrayWriter, read_scaled
 from transfer_neurons.model.adapters import effective_activations
-from transfer_neurons.model.batching import decoder_forward, length_sorted_batches, token_lengths, tokenize
+from transfer_neurons.model.batching import (
+    Stacked,
+    TokenizedBatch,
+    decoder_forward,
+    length_sorted_batches,
+    token_lengths,
+    tokenize,
+)
 from transfer_neurons.model.hooks import CapturedStates, HookSession
 from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.names import SIDES
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +71,7 @@ def check_last_layer(last_layer: str) -> str:
     return last_layer
 
 
-def with_last_layer(layer_output, final_normed, last_layer: str):
+def with_last_layer(layer_output: Stacked, final_normed: Stacked | None, last_layer: str) -> Stacked:
     """Layer states as an analysis reads them under ``runtime.last_layer``.
 
     ``layer_output`` [L, N, d] raw outputs of layers 0..L-1 (numpy or torch; its last layer must be the
@@ -87,7 +98,7 @@ def last_token_states(loaded: LoadedModel, sentences: Sequence[str]) -> Captured
     return capture.states
 
 
-def language_tokens(tokenizer, batch) -> torch.Tensor:
+def language_tokens(tokenizer: PreTrainedTokenizerBase, batch: TokenizedBatch) -> torch.Tensor:
     """[batch, pos] bool: the real tokens of the text, neither padding nor special tokens (BOS...)."""
     special = torch.tensor(sorted(tokenizer.all_special_ids), dtype=batch.input_ids.dtype)
     return batch.attention_mask.bool() & ~torch.isin(batch.input_ids, special.to(batch.input_ids.device))
@@ -146,8 +157,9 @@ def dump_activations(
             active_counts += active
             counted_tokens += n_tokens
             progress.update(len(rows))
-    for writer in [*writers.values(), scale_writer]:
+    for writer in writers.values():
         writer.close()
+    scale_writer.close()
     np.save(directory / ACTIVE_COUNTS, active_counts)
     meta = {"n_sentences": n_rows, "counted_tokens": counted_tokens, "facts": facts.__dict__,
             "dtype": loaded.dtype_name}  # fmt: skip
@@ -216,7 +228,9 @@ class Dump:
 MAX_DROPPED_SHARE = 0.05
 
 
-def pairs_for_detection(pairs: pl.DataFrame, tokenizer, max_tokens: int | None, what: str) -> pl.DataFrame:
+def pairs_for_detection(
+    pairs: pl.DataFrame, tokenizer: PreTrainedTokenizerBase, max_tokens: int | None, what: str
+) -> pl.DataFrame:
     """The split's pairs with their token counts and ``kept``: false where a side exceeds ``max_tokens``.
 
     Fails, naming the option, when more than ``MAX_DROPPED_SHARE`` of the pairs would be dropped.
@@ -278,7 +292,9 @@ class InMemoryDump:
         self.arrays = arrays  # STATE_ARRAYS names -> [L, N, feature], and "write_scale" -> [L, N]
 
     @classmethod
-    def of(cls, loaded: LoadedModel, sentences: Sequence[str], *, batch_size: int, max_batch_tokens: int | None):
+    def of(
+        cls, loaded: LoadedModel, sentences: Sequence[str], *, batch_size: int, max_batch_tokens: int | None
+    ) -> InMemoryDump:
         """Every sentence's states from batched forward passes, rows in the sentences' order."""
         parts: dict[str, list] = {name: [] for name in (*STATE_ARRAYS, *EXTRA_STATES, "write_scale")}
         order = []

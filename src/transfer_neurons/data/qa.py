@@ -18,9 +18,10 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from transfer_neurons.data.languages import language
 from transfer_neurons.registry import Registry, UnknownEntryError
@@ -180,7 +181,7 @@ def _file_records(path: Path) -> Iterable[tuple[str, dict]]:
             raise QADataError(f"{path}: line {number}: not valid JSON ({error.msg})") from None
 
 
-def hub_answer_type_names(features) -> tuple[str, ...] | None:
+def hub_answer_type_names(features: Mapping[str, Any]) -> tuple[str, ...] | None:
     """The ClassLabel names of ``answers.<lang>[].type`` in a hub table's features; None where there are none."""
     from datasets import ClassLabel
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import pickle
 from pathlib import Path
+from typing import NoReturn
 
 # Exact types, not isinstance: a subclass could only come from a global, which is refused anyway.
 PLAIN_TYPES = (list, tuple, dict, str, bytes, int, float, bool, type(None))
@@ -29,13 +30,13 @@ class _PlainUnpickler(pickle.Unpickler):
         super().__init__(file)
         self.source = source
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> NoReturn:
         raise UnsafePickleError(
             f"{self.source}: refused the global {module}.{name}: this reader accepts {PLAIN_DESCRIPTION} only "
             f"(a pickle that names a global can run code when loaded)"
         )
 
-    def persistent_load(self, pid):
+    def persistent_load(self, pid: object) -> NoReturn:
         raise UnsafePickleError(
             f"{self.source}: refused a persistent id ({type(pid).__name__}): this reader accepts "
             f"{PLAIN_DESCRIPTION} only"

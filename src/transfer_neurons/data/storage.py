@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 
 class _BlockFile:
@@ -20,7 +21,7 @@ class _BlockFile:
     not to the process, so resident memory stays one batch whatever the number of rows.
     """
 
-    def __init__(self, path: Path, dtype, shape: tuple[int, ...]) -> None:
+    def __init__(self, path: Path, dtype: npt.DTypeLike, shape: tuple[int, ...]) -> None:
         header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
         self.offset, self.dtype, self.shape = header.offset, np.dtype(dtype), shape
         del header  # only created the header and a sparse file of the final size

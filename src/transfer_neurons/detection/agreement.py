@@ -56,7 +56,9 @@ def hypergeometric_overlap_p(overlap: int, population: int, first: int, second: 
     return float(stats.hypergeom.sf(overlap - 1, population, first, second))
 
 
-def lape_overlap(lape: pl.DataFrame, top_lists: Mapping[str, pl.DataFrame], d_mlp: int, main_label: str):
+def lape_overlap(
+    lape: pl.DataFrame, top_lists: Mapping[str, pl.DataFrame], d_mlp: int, main_label: str
+) -> pl.DataFrame:
     """Per language, neuron type and layer: the language's LAPE neurons, its top-N transfer neurons,
     how many are both, their Jaccard index and the hypergeometric p of that overlap."""
     rows = []

@@ -161,7 +161,7 @@ def _exceeds_in_some_language(probs: np.ndarray, threshold: np.floating) -> np.n
     """[n_layers, d_mlp] mask of neurons whose probability is strictly above threshold in some language."""
     # The threshold is one of the float32 values, compared in float32 as in the reference, so a
     # neuron whose highest probability equals it is dropped.
-    return (probs > threshold).any(axis=0)
+    return np.asarray((probs > threshold).any(axis=0))
 
 
 def _lowest_entropy(entropy: np.ndarray, eligible: np.ndarray, top_rate: float) -> np.ndarray:

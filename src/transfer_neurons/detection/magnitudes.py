@@ -14,6 +14,7 @@ import polars as pl
 
 from transfer_neurons.data.dumps import Dump
 from transfer_neurons.data.tidy import labelled
+from transfer_neurons.model.adapters import FamilyAdapter
 from transfer_neurons.model.loading import load_model
 from transfer_neurons.names import TARGET_SIDE
 
@@ -23,7 +24,7 @@ def layer_write_magnitudes(effective_activations: np.ndarray, write_vectors: np.
     return np.abs(effective_activations).mean(axis=0) * np.linalg.norm(write_vectors, axis=1)
 
 
-def write_magnitudes(adapter, dump: Dump) -> pl.DataFrame:
+def write_magnitudes(adapter: FamilyAdapter, dump: Dump) -> pl.DataFrame:
     """One row per neuron: layer, neuron, magnitude, and its percentile within the layer (0-100)."""
     frames = []
     for layer in range(dump.n_layers):

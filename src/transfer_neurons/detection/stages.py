@@ -16,6 +16,7 @@ from transfer_neurons.detection.centroids import centroids_from_dumps, load_cent
 from transfer_neurons.detection.detectors import Detector, LayerInputs
 from transfer_neurons.detection.lape import LapeSettings, activation_probabilities
 from transfer_neurons.detection.ranking import rank_candidates, top_n_lists
+from transfer_neurons.model.adapters import FamilyAdapter
 from transfer_neurons.model.loading import load_model
 from transfer_neurons.names import NEURON_TYPES, PIVOT_SIDE, TARGET_SIDE
 
@@ -29,7 +30,9 @@ def compute_centroids(train_dump: Path, output: Path, last_layer: str = "normed"
     save_centroids(centroids_from_dumps(train / PIVOT_SIDE, train / TARGET_SIDE, last_layer), output)
 
 
-def layer_inputs(adapter, target_dump: Dump, centroids: dict[str, np.ndarray], layer: int) -> LayerInputs:
+def layer_inputs(
+    adapter: FamilyAdapter, target_dump: Dump, centroids: dict[str, np.ndarray], layer: int
+) -> LayerInputs:
     """One layer of the L2 training dump, with every centroid type of that layer."""
     return LayerInputs(
         residual_pre_mlp=target_dump.layer("residual_pre_mlp", layer),
@@ -40,12 +43,16 @@ def layer_inputs(adapter, target_dump: Dump, centroids: dict[str, np.ndarray], l
     )
 
 
-def score_layers(adapter, target_dump: Dump, centroids: dict[str, np.ndarray], scorer: Detector) -> pl.DataFrame:
+def score_layers(
+    adapter: FamilyAdapter, target_dump: Dump, centroids: dict[str, np.ndarray], scorer: Detector
+) -> pl.DataFrame:
     """Score every neuron of every layer against both centroid types -> tidy table."""
+    score = scorer.score
+    assert score is not None  # detectors.score_detector found the detector
     layer_scores = []
     for layer in tqdm(range(target_dump.n_layers), desc=f"score ({scorer.name})", unit="layer"):
         # Both centroid types at once: they share the layer's moved norms.
-        layer_scores.append(scorer.score(layer_inputs(adapter, target_dump, centroids, layer)))
+        layer_scores.append(score(layer_inputs(adapter, target_dump, centroids, layer)))
     return score_table(np.stack(layer_scores))
 
 
@@ -96,7 +103,8 @@ def language_activity(train_dumps: dict[str, Path], pivot: str) -> tuple[list[st
     """
     languages = [pivot, *train_dumps]
     counts, tokens = [], []
-    pivot_counts, pivot_tokens = None, 0
+    pivot_counts: np.ndarray | None = None
+    pivot_tokens = 0
     for directory in train_dumps.values():
         english, n_english = Dump(Path(directory) / PIVOT_SIDE).active_counts()
         pivot_counts = english if pivot_counts is None else pivot_counts + english
@@ -104,15 +112,21 @@ def language_activity(train_dumps: dict[str, Path], pivot: str) -> tuple[list[st
         target, n_target = Dump(Path(directory) / TARGET_SIDE).active_counts()
         counts.append(target)
         tokens.append(n_target)
+    if pivot_counts is None:  # English's counts are summed over the L2s' dumps
+        raise ValueError("LAPE needs the training dump of at least one language besides the pivot")
     return languages, np.stack([pivot_counts, *counts]), np.array([pivot_tokens, *tokens])
 
 
-def select_lape_neurons(train_dumps: dict[str, Path], *, pivot: str, settings: LapeSettings, labels: dict):
+def select_lape_neurons(
+    train_dumps: dict[str, Path], *, pivot: str, settings: LapeSettings, labels: dict[str, str]
+) -> pl.DataFrame:
     """The ``lape`` rule: each language's LAPE neurons (language, layer, neuron), English included."""
     languages, counts, tokens = language_activity(train_dumps, pivot)
     for lang, n_tokens in zip(languages, tokens, strict=True):
         log.info("%s: %d tokens counted", lang, n_tokens)
-    selected = detectors.detector("lape").select(activation_probabilities(counts, tokens), settings)
+    select = detectors.detector("lape").select
+    assert select is not None  # the registry's "lape" entry selects
+    selected = select(activation_probabilities(counts, tokens), settings)
     rows = [(lang, layer, neuron) for lang, pairs in zip(languages, selected, strict=True) for layer, neuron in pairs]
     table = pl.DataFrame(rows, schema={"language": pl.String, "layer": pl.Int32, "neuron": pl.Int32}, orient="row")
     return labelled(table, **labels)

@@ -5,6 +5,8 @@ All functions take X [N, d] and Y [N, d] where row i of X and row i of Y are a p
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 
@@ -25,7 +27,7 @@ def nearest_neighbours(vectors: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
 
 
-def check_knn_ks(knn_ks, n_pairs: int) -> None:
+def check_knn_ks(knn_ks: Iterable[int], n_pairs: int) -> None:
     for k in knn_ks:
         if not 0 < k < n_pairs:
             raise ValueError(f"k must be between 1 and {n_pairs - 1}, got {k}")

@@ -70,8 +70,8 @@ def run_name(condition: str, factor: float) -> str:
 
 
 def unstacked(
-    values: Mapping[str, Sequence[float]], conditions: Sequence[str], factors: Sequence[float], measure: str,
-    units: Sequence[str],
+    values: Mapping[str, Sequence[float] | np.ndarray], conditions: Sequence[str], factors: Sequence[float],
+    measure: str, units: Sequence[str],
 ) -> pl.DataFrame:  # fmt: skip
     """Tidy rows (measure, condition, factor, unit, value) of each condition at every factor, factor 1
     being the normal run's values."""
@@ -93,21 +93,28 @@ def unstacked(
     return pl.concat(frames)
 
 
-def qa_values(loaded: LoadedModel, records: list[dict], lang: str, runs, settings: AmplificationSettings):
+def qa_values(
+    loaded: LoadedModel, records: list[dict], lang: str, runs: Mapping[str, NeuronEdit], settings: AmplificationSettings
+) -> dict[str, list[float]]:
     """Per run, each question's MKQA F1."""
     return f1_by_run(loaded, records, lang, runs, template=settings.qa_template,
                      max_new_tokens=settings.qa_max_new_tokens, stop=settings.qa_stop,
                      max_batch_tokens=settings.max_batch_tokens)  # fmt: skip
 
 
-def choice_values(loaded: LoadedModel, items: list[dict], runs, settings: AmplificationSettings):
+def choice_values(
+    loaded: LoadedModel, items: list[dict], runs: Mapping[str, NeuronEdit], settings: AmplificationSettings
+) -> dict[str, np.ndarray]:
     """Per run, each item's accuracy (0/1)."""
     scores = accuracy_by_run(loaded, items, runs, batch_size=settings.batch_size,
                              max_batch_tokens=settings.max_batch_tokens)  # fmt: skip
     return {name: table["acc"].to_numpy() for name, table in scores.items()}
 
 
-def knn_values(loaded: LoadedModel, test_dump: Dump, sentences: Sequence[str], runs, settings: AmplificationSettings):
+def knn_values(
+    loaded: LoadedModel, test_dump: Dump, sentences: Sequence[str], runs: Mapping[str, NeuronEdit],
+    settings: AmplificationSettings,
+) -> dict[str, np.ndarray]:  # fmt: skip
     """Per run, each pair's share of agreeing mutual k-NN neighbours, averaged over layers (last token)."""
     pivot_states = test_dump.layer_states(settings.last_layer)
     check_knn_ks([settings.knn_k], pivot_states.shape[1])

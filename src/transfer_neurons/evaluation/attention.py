@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -28,6 +29,9 @@ from transfer_neurons.model.batching import (
 from transfer_neurons.model.hooks import HookSession, NeuronEdit
 from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.names import NEURON_TYPES, NORMAL, ConditionKind, condition_name
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def _clip(distribution: np.ndarray) -> np.ndarray:
@@ -64,7 +68,8 @@ def attention_by_run(
     ``max_batch_tokens`` allows."""
     batch = tokenize(loaded.tokenizer, sentences).to(loaded.device)
     names = list(runs)
-    per_pass = copies_per_pass(*batch.input_ids.shape, len(names), max_batch_tokens)
+    n_rows, width = batch.input_ids.shape
+    per_pass = copies_per_pass(n_rows, width, len(names), max_batch_tokens)
     patterns = {}
     for group in pass_groups(names, per_pass):
         with HookSession(loaded.adapter) as session:
@@ -116,7 +121,9 @@ def evaluate_attention(
     return shifts, pl.concat(sentence_frames).join(info, on="condition", how="left"), example
 
 
-def _example_attention(tokenizer, sentence: str, patterns: dict[str, np.ndarray]) -> pl.DataFrame:
+def _example_attention(
+    tokenizer: PreTrainedTokenizerBase, sentence: str, patterns: dict[str, np.ndarray]
+) -> pl.DataFrame:
     ids = tokenize(tokenizer, [sentence]).input_ids[0].tolist()
     tokens = [tokenizer.decode([token_id]) for token_id in ids]
     rows = []

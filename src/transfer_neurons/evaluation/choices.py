@@ -13,9 +13,10 @@ its tokens, as the paper's MMLU-ProX runs), the continuation read unedited.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -29,29 +30,33 @@ from transfer_neurons.evaluation.conditions import (
     condition_runs,
     select_conditions,
 )
-from transfer_neurons.evaluation.loss import token_log_likelihoods
+from transfer_neurons.evaluation.loss import LOGIT_BUDGET_BYTES, token_log_likelihoods
 from transfer_neurons.evaluation.multiple_choice import CHOICE_DELIMITER, MC_PROMPT
 from transfer_neurons.model.batching import (
     TokenizedBatch,
+    accepts_position_ids,
     copies_per_pass,
     copy_rows,
     ensure_padding,
     length_sorted_batches,
     pass_groups,
+    position_ids_from_mask,
     stacked_rows,
 )
 from transfer_neurons.model.hooks import HookSession, NeuronEdit
 from transfer_neurons.model.loading import LoadedModel, load_model
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 
 @dataclass(frozen=True)
-class EncodedChoice:
-    """One (item, choice) request: the token ids of context and continuation, and how many are context."""
+class EncodedItem:
+    """One item's token ids as lm-evaluation-harness feeds them: the context (the question) once, and each
+    choice's continuation after it (the model reads context + continuation, minus the last token)."""
 
-    item: int
-    choice: int
-    ids: list[int]
-    context_tokens: int
+    context: list[int]
+    continuations: list[list[int]]
 
 
 def read_items(path: Path, limit: int | None = None) -> list[dict]:
@@ -67,77 +72,137 @@ def read_items(path: Path, limit: int | None = None) -> list[dict]:
     return items[:limit] if limit else items
 
 
-def encode_choice(tokenizer, context: str, continuation: str) -> tuple[list[int], int]:
-    """(ids of context + continuation, number of context tokens), split as lm-evaluation-harness does:
-    the context's trailing spaces move to the continuation, the whole is encoded once, and the
-    continuation is what follows the separately encoded context."""
+def encode_choice(tokenizer: PreTrainedTokenizerBase, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) as lm-evaluation-harness splits a request: the context's trailing
+    spaces move to the continuation, context + continuation is encoded once, and the continuation is
+    what follows the length of the separately encoded context."""
     spaces = len(context) - len(context.rstrip())
     if spaces:
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     whole = tokenizer.encode(context + continuation)
-    return whole, len(tokenizer.encode(context))
+    context_ids = tokenizer.encode(context)
+    return context_ids, whole[len(context_ids) :]
 
 
-def encoded_choices(tokenizer, items: Sequence[dict]) -> list[EncodedChoice]:
-    requests = []
-    for item_index, item in enumerate(items):
+def encoded_items(tokenizer: PreTrainedTokenizerBase, items: Sequence[dict]) -> list[EncodedItem]:
+    encoded = []
+    for item in items:
         context = MC_PROMPT.format(question=item["question"])
-        for choice_index, choice in enumerate(item["choices"]):
-            ids, context_tokens = encode_choice(tokenizer, context, CHOICE_DELIMITER + choice)
-            requests.append(EncodedChoice(item_index, choice_index, ids, context_tokens))
-    return requests
+        pairs = [encode_choice(tokenizer, context, CHOICE_DELIMITER + choice) for choice in item["choices"]]
+        encoded.append(EncodedItem(pairs[0][0], [continuation for _, continuation in pairs]))
+    return encoded
 
 
-def left_padded(tokenizer, requests: Sequence[EncodedChoice]) -> tuple[TokenizedBatch, torch.Tensor, torch.Tensor]:
-    """The requests as one left-padded batch, each row's prompt length (its last context position + 1,
-    in padded coordinates) and the positions that predict a continuation token [rows, width]."""
+def context_batch(tokenizer: PreTrainedTokenizerBase, items: Sequence[EncodedItem]) -> TokenizedBatch:
+    """The items' contexts as one left-padded batch: every context ends at the last position."""
     ensure_padding(tokenizer)
-    width = max(len(request.ids) for request in requests)
-    input_ids = torch.full((len(requests), width), tokenizer.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(requests), width), dtype=torch.long)
-    predicting = torch.zeros((len(requests), width), dtype=torch.bool)
-    prompt_lengths = torch.empty(len(requests), dtype=torch.long)
-    for row, request in enumerate(requests):
-        start = width - len(request.ids)
-        input_ids[row, start:] = torch.tensor(request.ids)
-        attention_mask[row, start:] = 1
-        prompt_lengths[row] = start + request.context_tokens
-        predicting[row, start + request.context_tokens - 1 : width - 1] = True
-    return TokenizedBatch(input_ids, attention_mask), prompt_lengths, predicting
+    width = max(len(item.context) for item in items)
+    input_ids = torch.full((len(items), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(items), width), dtype=torch.long)
+    for row, item in enumerate(items):
+        input_ids[row, width - len(item.context) :] = torch.tensor(item.context)
+        attention_mask[row, width - len(item.context) :] = 1
+    return TokenizedBatch(input_ids, attention_mask)
+
+
+def continuation_batch(
+    tokenizer: PreTrainedTokenizerBase, continuations: Sequence[list[int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each continuation but its last token, right-padded ([rows, width]: the tokens the model reads after
+    the context), and its mask; width 0 when every continuation is one token."""
+    width = max(len(ids) for ids in continuations) - 1
+    input_ids = torch.full((len(continuations), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(continuations), width), dtype=torch.long)
+    for row, ids in enumerate(continuations):
+        input_ids[row, : len(ids) - 1] = torch.tensor(ids[:-1], dtype=torch.long)
+        attention_mask[row, : len(ids) - 1] = 1
+    return input_ids, attention_mask
+
+
+def target_log_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p of ``targets`` [...] under ``logits`` [..., V]: the target's logit minus the logsumexp."""
+    logits = logits.float()
+    return logits.gather(-1, targets[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)
 
 
 def log_likelihoods_by_run(
-    loaded: LoadedModel, requests: Sequence[EncodedChoice], runs: Mapping[str, NeuronEdit], *, batch_size: int,
+    loaded: LoadedModel, items: Sequence[EncodedItem], runs: Mapping[str, NeuronEdit], *, batch_size: int,
     max_batch_tokens: int | None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    """Per run (a condition's ``NeuronEdit``), each request's log-likelihood of its continuation
-    [n_requests]; the runs as rows of shared passes, as many as ``max_batch_tokens`` allows."""
+    """Per run (a condition's ``NeuronEdit``), each (item, choice)'s log-likelihood of its continuation,
+    in item and choice order; the runs as rows of shared passes.
+
+    Each pass reads every run's copy of a batch's contexts once (the edits at ``prompt`` positions
+    reach the context; a context is the prompt), then every choice's continuation from a copy of its
+    context's cache: an item's choices share the question's computation. A pass takes as many runs as
+    ``max_batch_tokens`` tokens and ``LOGIT_BUDGET_BYTES`` of logits allow.
+    """
     names = list(runs)
-    values = {name: np.empty(len(requests)) for name in names}
-    batches = length_sorted_batches([len(request.ids) for request in requests], batch_size, max_batch_tokens)
+    offsets = np.cumsum([0] + [len(item.continuations) for item in items])
+    values = {name: np.empty(offsets[-1]) for name in names}
+    vocabulary = loaded.model.get_output_embeddings().weight.shape[0]
+    batches = length_sorted_batches([len(item.context) for item in items], batch_size, max_batch_tokens)
     for rows in tqdm(batches, desc="choice batches", unit="batch"):
-        batch, prompt_lengths, predicting = left_padded(loaded.tokenizer, [requests[row] for row in rows])
-        batch = batch.to(loaded.device)
-        per_pass = copies_per_pass(*batch.input_ids.shape, len(names), max_batch_tokens)
+        chosen = [items[row] for row in rows]
+        contexts = context_batch(loaded.tokenizer, chosen).to(loaded.device)
+        requests = [(index, continuation) for index, item in enumerate(chosen) for continuation in item.continuations]
+        read, read_mask = continuation_batch(loaded.tokenizer, [continuation for _, continuation in requests])
+        width = contexts.input_ids.shape[1] + read.shape[1]
+        # Logits per copy: one position per context, and each read position of a continuation.
+        by_logits = LOGIT_BUDGET_BYTES // max((len(chosen) + int(read_mask.sum())) * vocabulary * 4, 1)
+        per_pass = max(min(copies_per_pass(len(requests), width, len(names), max_batch_tokens), by_logits), 1)
         for group in pass_groups(names, per_pass):
-            copies = len(group)
-            stacked = stacked_rows(batch, copies)
-            stacked_predicting = predicting.repeat_interleave(copies, dim=0).to(loaded.device)
-            with torch.no_grad(), HookSession(loaded.adapter) as session:
-                session.edit_neurons([runs[name] for name in group], prompt_length=prompt_lengths)
-                logits = loaded.model(**stacked.model_inputs(loaded.model), logits_to_keep=stacked_predicting).logits
-            sums = token_log_likelihoods(logits, stacked.input_ids, stacked_predicting)
+            sums = group_log_likelihoods(loaded, contexts, requests, (read, read_mask), [runs[name] for name in group])
+            slots = np.concatenate([np.arange(offsets[row], offsets[row + 1]) for row in rows])
             for index, name in enumerate(group):
-                values[name][rows] = copy_rows(sums, index, copies).numpy()
+                values[name][slots] = copy_rows(sums, index, len(group)).numpy()
     return values
 
 
-def item_scores(items: Sequence[dict], requests: Sequence[EncodedChoice], log_likelihoods: np.ndarray) -> pl.DataFrame:
-    """Per item: the chosen choice by log-likelihood and per character, and whether each is the answer."""
+def group_log_likelihoods(
+    loaded: LoadedModel, contexts: TokenizedBatch, requests: Sequence[tuple[int, list[int]]],
+    read: tuple[torch.Tensor, torch.Tensor], edits: Sequence[NeuronEdit],
+) -> torch.Tensor:  # fmt: skip
+    """[requests x K] log-likelihoods (row r * K + k: request r under edit k) of one batch of contexts and
+    their requests ``(context row, continuation ids)``, with ``read`` the continuations' read tokens."""
+    model, copies = loaded.model, len(edits)
+    width = contexts.input_ids.shape[1]
+    first_targets = torch.tensor([continuation[0] for _, continuation in requests]).repeat_interleave(copies)
+    # Row r * K + k of the continuation pass continues context row (its context) * K + k of the context pass.
+    source = torch.tensor([context * copies + copy for context, _ in requests for copy in range(copies)])
+    with torch.no_grad(), HookSession(loaded.adapter) as session:
+        edited = session.edit_neurons(edits, prompt_length=width)
+        stacked = stacked_rows(contexts, copies)
+        out = model(**stacked.model_inputs(model), use_cache=True, logits_to_keep=1)
+        # The context's last position predicts each continuation's first token.
+        last = out.logits[:, -1][source.to(out.logits.device)]
+        sums = target_log_probabilities(last, first_targets.to(last.device))
+        read_ids, read_mask = read
+        if read_ids.shape[1]:
+            cache = out.past_key_values
+            cache.reorder_cache(source.to(loaded.device))
+            edited.restart(prompt_length=width, start=width)
+            read_ids = read_ids.repeat_interleave(copies, dim=0).to(loaded.device)
+            read_mask = read_mask.repeat_interleave(copies, dim=0).to(loaded.device)
+            mask = torch.cat([stacked.attention_mask[source.to(loaded.device)], read_mask], dim=1)
+            inputs = {"input_ids": read_ids, "attention_mask": mask, "cache": cache, "use_cache": True}
+            if accepts_position_ids(model):
+                inputs["position_ids"] = position_ids_from_mask(mask)[:, width:]
+            # Only the read positions' logits (position j predicts continuation token j + 1).
+            logits = model(**inputs, logits_to_keep=read_mask.bool()).logits
+            following = torch.tensor([continuation + [0] * (read_ids.shape[1] + 1 - len(continuation))
+                                      for _, continuation in requests]).repeat_interleave(copies, dim=0)  # fmt: skip
+            sums = sums.cpu() + token_log_likelihoods(logits, following.to(logits.device), read_mask.bool())
+    return sums.cpu()
+
+
+def item_scores(items: Sequence[dict], log_likelihoods: np.ndarray) -> pl.DataFrame:
+    """Per item: the chosen choice by log-likelihood and per character, and whether each is the answer.
+    ``log_likelihoods`` is in item and choice order."""
     rows = []
+    offsets = np.cumsum([0] + [len(item["choices"]) for item in items])
     for item_index, item in enumerate(items):
-        ours = [index for index, request in enumerate(requests) if request.item == item_index]
-        values = log_likelihoods[ours]
+        values = log_likelihoods[offsets[item_index] : offsets[item_index + 1]]
         lengths = np.array([float(len(choice)) for choice in item["choices"]])
         chosen, chosen_norm = int(np.argmax(values)), int(np.argmax(values / lengths))
         answer = item["answer"]
@@ -151,9 +216,9 @@ def accuracy_by_run(
     max_batch_tokens: int | None,
 ) -> dict[str, pl.DataFrame]:  # fmt: skip
     """Per run, ``item_scores`` of every item (item, chosen answers, acc, acc_norm)."""
-    requests = encoded_choices(loaded.tokenizer, items)
-    by_run = log_likelihoods_by_run(loaded, requests, runs, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
-    return {name: item_scores(items, requests, values) for name, values in by_run.items()}
+    encoded = encoded_items(loaded.tokenizer, items)
+    by_run = log_likelihoods_by_run(loaded, encoded, runs, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
+    return {name: item_scores(items, values) for name, values in by_run.items()}
 
 
 def evaluate_choices(
@@ -172,8 +237,9 @@ def evaluate_choices(
 
 
 def run_choices(
-    manifest: Path, conditions: Path, task_files: Mapping[str, Path], settings: InterventionSettings, *, kinds,
-    seeds, main_label: str, limit: int | None, device: str, labels: dict, dtype: str = "auto",
+    manifest: Path, conditions: Path, task_files: Mapping[str, Path], settings: InterventionSettings, *,
+    kinds: Iterable[str], seeds: Iterable[int] | None, main_label: str, limit: int | None, device: str, labels: dict,
+    dtype: str = "auto",
 ) -> pl.DataFrame:  # fmt: skip
     """The ``evaluate_choices`` rule: one language's conditions on the task of each language in
     ``task_files`` (the language's own and English)."""

@@ -12,6 +12,7 @@ A conditions table has one row per (condition, layer, neuron) with columns
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,10 @@ class InterventionSettings:
     positions: str = "prompt"  # a position mode of model.hooks.POSITION_MODES
 
 
-def _rows(kind: str, neuron_type, label, top_n, seed, layers, neurons, suffix: str = "") -> pl.DataFrame:
+def _rows(
+    kind: str, neuron_type: str | None, label: str | None, top_n: int | None, seed: int | None,
+    layers: Collection[int | None], neurons: Collection[int | None], suffix: str = "",
+) -> pl.DataFrame:  # fmt: skip
     """One condition's rows: one per (layer, neuron) it scales."""
     count = len(layers)
     name = condition_name(kind, neuron_type, seed, suffix)
@@ -127,7 +131,9 @@ def build_conditions(
     return pl.concat(frames)
 
 
-def _layer_matched(chosen: pl.DataFrame, d_mlp: int, excluded: set, neuron_type: str, label: str, seed: int):
+def _layer_matched(
+    chosen: pl.DataFrame, d_mlp: int, excluded: set, neuron_type: str, label: str, seed: int
+) -> pl.DataFrame:
     rng = np.random.default_rng([seed, NEURON_TYPES.index(neuron_type), 1])
     layers, neurons = [], []
     for layer, count in chosen.group_by("layer").len().sort("layer").iter_rows():
@@ -147,8 +153,8 @@ def magnitude_matched_neurons(
     """
     drawn: list[tuple[int, int]] = []
     used: set[tuple[int, int]] = set()
-    for layer, rows in magnitudes.group_by("layer", maintain_order=True):
-        layer = int(layer[0])
+    for key, rows in magnitudes.group_by("layer", maintain_order=True):
+        layer = int(key[0])
         wanted = chosen.filter(pl.col("layer") == layer).sort("neuron")["neuron"].to_list()
         if not wanted:
             continue
@@ -226,8 +232,9 @@ def condition_info(conditions: pl.DataFrame) -> pl.DataFrame:
 
 
 def select_conditions(
-    conditions: pl.DataFrame, kinds, main_label: str, *, include_sweep: bool = False, seeds=None
-) -> pl.DataFrame:
+    conditions: pl.DataFrame, kinds: Iterable[str], main_label: str, *, include_sweep: bool = False,
+    seeds: Iterable[int] | None = None,
+) -> pl.DataFrame:  # fmt: skip
     """The conditions of ``kinds`` an analysis runs: at the main N only unless ``include_sweep``
     (conditions without an N, such as normal and LAPE, always), and only ``seeds`` when given."""
     table = conditions.filter(pl.col("kind").is_in(list(kinds)))

@@ -45,6 +45,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import polars as pl
@@ -77,7 +78,12 @@ from transfer_neurons.model.hooks import NeuronEdit
 from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.names import NORMAL, PIVOT_SIDE
 
+if TYPE_CHECKING:
+    from peft import LoraConfig
+    from transformers import PreTrainedTokenizerBase
+
 log = logging.getLogger(__name__)
+Model = TypeVar("Model", bound=nn.Module)
 
 DELTA_FILE = "delta.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -190,6 +196,8 @@ class NeuronShift(nn.Module):
 
     Every other entry of the result is a copy of W0's, bit for bit.
     """
+
+    neurons: torch.Tensor  # a buffer
 
     def __init__(self, neurons: torch.Tensor, delta_shape: tuple[int, int], dim: int) -> None:
         super().__init__()
@@ -321,7 +329,7 @@ def add_neuron_delta_(adapter: FamilyAdapter, tensors: Mapping[str, torch.Tensor
 # --- LoRA ---------------------------------------------------------------------------------------------
 
 
-def adapter_of(source) -> FamilyAdapter:
+def adapter_of(source: FamilyAdapter | LoadedModel | nn.Module) -> FamilyAdapter:
     """The family adapter of a model, a ``LoadedModel`` or an adapter."""
     if isinstance(source, FamilyAdapter):
         return source
@@ -359,7 +367,7 @@ def lora_module_ranks(adapter: FamilyAdapter, target_count: int, layers: Sequenc
     return ranks
 
 
-def lora_config_from_ranks(ranks: Mapping[str, int]):
+def lora_config_from_ranks(ranks: Mapping[str, int]) -> LoraConfig:
     """A ``peft.LoraConfig`` with rank ``ranks[path]`` on each listed module and scaling alpha / r = 1.
 
     Paths are escaped for peft's pattern keys, which it matches as regular expressions on name suffixes.
@@ -371,7 +379,9 @@ def lora_config_from_ranks(ranks: Mapping[str, int]):
                       rank_pattern=patterns, alpha_pattern=dict(patterns), lora_dropout=0.0, bias="none")  # fmt: skip
 
 
-def lora_config_matching(model_or_adapter, target_count: int, layers: Sequence[int] | None = None):
+def lora_config_matching(
+    model_or_adapter: FamilyAdapter | LoadedModel | nn.Module, target_count: int, layers: Sequence[int] | None = None
+) -> tuple[LoraConfig, int]:
     """``(peft.LoraConfig, trainable count)``: LoRA on the MLP with ``target_count`` parameters when achievable.
 
     Achievable means d_model + d_mlp divides ``target_count``; otherwise the count is the nearest
@@ -382,14 +392,19 @@ def lora_config_matching(model_or_adapter, target_count: int, layers: Sequence[i
     return lora_config_from_ranks(ranks), sum(ranks.values()) * (adapter.facts.d_model + adapter.facts.d_mlp)
 
 
-def lora_config_json(config) -> str:
-    """The config as JSON (sets as sorted lists), as peft writes adapter_config.json."""
+def lora_config_json(config: LoraConfig) -> str:
+    """The config as JSON (sets as sorted lists), as peft writes adapter_config.json, without the base
+    model's path: a run directory's absolute path would make the delta's bytes differ from run to run, and
+    the delta's metadata names the architecture it applies to."""
     values = {key: sorted(value) if isinstance(value, set) else value for key, value in config.to_dict().items()}
+    values["base_model_name_or_path"] = None
     return json.dumps(values, sort_keys=True, default=str)
 
 
-def lora_layers(adapter: FamilyAdapter, config) -> list[int]:
+def lora_layers(adapter: FamilyAdapter, config: LoraConfig) -> list[int]:
     """Layers with at least one LoRA target module."""
+    if config.target_modules is None or isinstance(config.target_modules, str):  # a regex would match no path
+        raise ValueError(f"LoRA target_modules must list module paths, got {config.target_modules!r}")
     targets = set(config.target_modules)
     return [layer for layer in range(adapter.facts.n_layers)
             if targets & set(adapter.mlp_module_names(layer).values())]  # fmt: skip
@@ -404,7 +419,7 @@ class LoraDelta:
 
     kind = LORA
 
-    def __init__(self, adapter: FamilyAdapter, config) -> None:
+    def __init__(self, adapter: FamilyAdapter, config: LoraConfig) -> None:
         from peft import get_peft_model
 
         self.adapter = adapter
@@ -455,22 +470,38 @@ class LoraDelta:
         restore_flags(self.adapter.model, self.flags)
 
 
-def add_lora_delta_(model: nn.Module, tensors: Mapping[str, torch.Tensor], config_json: str, path: Path) -> nn.Module:
+def add_lora_delta_(model: Model, tensors: Mapping[str, torch.Tensor], config_json: str, path: Path) -> Model:
     """Merge a saved LoRA adapter into ``model``'s weights (in place); return the model."""
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=PEFT_DEPRECATION, category=FutureWarning)
         peft_model = get_peft_model(model, LoraConfig.from_peft_type(**json.loads(config_json)))
-    result = set_peft_model_state_dict(peft_model, dict(tensors))
+    # torch's load_state_dict result (missing_keys, unexpected_keys); peft annotates it as a bare namedtuple.
+    result: Any = set_peft_model_state_dict(peft_model, dict(tensors))
     missing = [key for key in result.missing_keys if "lora_" in key]
     if result.unexpected_keys or missing:
         raise ValueError(f"{path}: LoRA weights do not fit this model (unexpected {result.unexpected_keys[:3]}, "
                          f"missing {missing[:3]})")  # fmt: skip
-    return peft_model.merge_and_unload()
+    return cast(Model, peft_model.merge_and_unload())  # the unwrapped ``model`` itself
 
 
 # --- files --------------------------------------------------------------------------------------------
+
+
+def canonical_header(path: Path) -> None:
+    """Rewrite a safetensors file's JSON header in one fixed order: metadata keys sorted, then the tensors
+    in the order of their data. safetensors writes metadata in hash order, which changes from process to
+    process, so the same tensors and metadata would otherwise give different bytes from run to run."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    metadata = header.pop("__metadata__", None)
+    ordered = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    ordered.update(sorted(header.items(), key=lambda item: item[1]["data_offsets"]))
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the header is padded to 8 bytes, as safetensors writes it
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + size :])
 
 
 def atomic_save_file(tensors: Mapping[str, torch.Tensor], path: Path, metadata: Mapping[str, str]) -> None:
@@ -482,6 +513,7 @@ def atomic_save_file(tensors: Mapping[str, torch.Tensor], path: Path, metadata: 
     os.close(handle)
     try:
         save_file(dict(tensors), temporary, metadata=dict(metadata))
+        canonical_header(Path(temporary))
         with open(temporary, "rb") as stream:
             os.fsync(stream.fileno())
         os.replace(temporary, path)
@@ -495,7 +527,7 @@ def read_metadata(path: Path) -> dict[str, str]:
         return handle.metadata() or {}
 
 
-def apply_delta(model: nn.Module, path: Path) -> nn.Module:
+def apply_delta(model: Model, path: Path) -> Model:
     """Add the delta saved by ``train`` (neurons or LoRA) to ``model``'s weights in place; return the model.
 
     The model must be the base model the delta was trained on (same architecture and shapes).
@@ -531,8 +563,9 @@ def step_rows(n_sentences: int, batch_size: int, seed: int, step: int) -> list[i
     return order[position * batch_size : (position + 1) * batch_size].tolist()
 
 
-def step_loss(model, tokenizer, sentences: Sequence[str], rows: Sequence[int], lengths: Sequence[int],
-              settings: TrainingSettings, device: torch.device) -> tuple[float, int]:  # fmt: skip
+def step_loss(model: nn.Module, tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str],
+              rows: Sequence[int], lengths: Sequence[int], settings: TrainingSettings,
+              device: torch.device) -> tuple[float, int]:  # fmt: skip
     """Backpropagate the mean NLL per predicted token of sentences ``rows``; return it and the token count.
 
     Micro-batches of at most ``max_batch_tokens`` padded tokens each add their share
@@ -554,7 +587,7 @@ def step_loss(model, tokenizer, sentences: Sequence[str], rows: Sequence[int], l
     return summed_loss / n_tokens, n_tokens
 
 
-def run_fingerprint(delta, settings: TrainingSettings, sentences: Sequence[str]) -> str:
+def run_fingerprint(delta: NeuronDelta | LoraDelta, settings: TrainingSettings, sentences: Sequence[str]) -> str:
     """SHA-256 of what decides the trajectory: the trainable set, the settings, the sentences, the model's shapes."""
     corpus = hashlib.sha256("\0".join(sentences).encode()).hexdigest()
     facts = delta.adapter.facts
@@ -563,8 +596,8 @@ def run_fingerprint(delta, settings: TrainingSettings, sentences: Sequence[str])
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
-def save_checkpoint(path: Path, delta, optimizer: torch.optim.Optimizer, step: int, history: list[dict],
-                    fingerprint: str) -> None:  # fmt: skip
+def save_checkpoint(path: Path, delta: NeuronDelta | LoraDelta, optimizer: torch.optim.Optimizer, step: int,
+                    history: list[dict], fingerprint: str) -> None:  # fmt: skip
     """Deltas (``trainable/``), AdamW state (``optimizer/{index}/{key}``) and RNG states (``rng/``), atomically.
 
     Metadata: the step done, the run's fingerprint and the per-step log so far (JSON).
@@ -581,7 +614,9 @@ def save_checkpoint(path: Path, delta, optimizer: torch.optim.Optimizer, step: i
     atomic_save_file(tensors, path, metadata)
 
 
-def load_checkpoint(path: Path, delta, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+def load_checkpoint(
+    path: Path, delta: NeuronDelta | LoraDelta, optimizer: torch.optim.Optimizer
+) -> tuple[int, list[dict]]:
     """Restore what ``save_checkpoint`` wrote; return the step done and the log so far."""
     metadata = read_metadata(path)
     tensors = load_file(str(path))
@@ -601,8 +636,8 @@ def load_checkpoint(path: Path, delta, optimizer: torch.optim.Optimizer) -> tupl
     return int(metadata["step"]), json.loads(metadata["log"])
 
 
-def resume_point(path: Path, fingerprint: str, settings: TrainingSettings, delta, optimizer,
-                 notes: list[str]) -> tuple[int, list[dict]]:  # fmt: skip
+def resume_point(path: Path, fingerprint: str, settings: TrainingSettings, delta: NeuronDelta | LoraDelta,
+                 optimizer: torch.optim.Optimizer, notes: list[str]) -> tuple[int, list[dict]]:  # fmt: skip
     """The step to start from and the log so far: a consistent checkpoint's, else ``(0, [])`` with a note."""
     if not path.exists():
         return 0, []
@@ -637,7 +672,7 @@ def remove_stale_files(work_dir: Path, notes: list[str]) -> None:
             log.info(notes[-1])
 
 
-def make_delta(adapter: FamilyAdapter, trainable):
+def make_delta(adapter: FamilyAdapter, trainable: Mapping[int, Sequence[int]] | LoraConfig) -> NeuronDelta | LoraDelta:
     """``NeuronDelta`` for ``{layer: [neurons]}``, ``LoraDelta`` for a ``peft.LoraConfig``."""
     if isinstance(trainable, Mapping):
         return NeuronDelta(adapter, trainable)
@@ -649,10 +684,10 @@ def make_delta(adapter: FamilyAdapter, trainable):
 
 
 def train(
-    loaded_or_model,
-    tokenizer,
+    loaded_or_model: LoadedModel | nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
     sentences: Sequence[str],
-    trainable,
+    trainable: Mapping[int, Sequence[int]] | LoraConfig,
     settings: TrainingSettings,
     work_dir: Path,
     progress: bool = True,
@@ -737,7 +772,9 @@ def set_neurons(conditions: pl.DataFrame, name: str, control_seed: int) -> dict[
     return {layer: sorted(neurons) for layer, neurons in sorted(chosen.items())}
 
 
-def trainable_of(adapter: FamilyAdapter, conditions: pl.DataFrame, name: str, control_seed: int):
+def trainable_of(
+    adapter: FamilyAdapter, conditions: pl.DataFrame, name: str, control_seed: int
+) -> dict[int, list[int]] | LoraConfig:
     """What ``train`` trains for set ``name``: ``{layer: [neurons]}``, or for ``lora`` a ``peft.LoraConfig``
     on every layer's MLP with as many trainable parameters as the ``LORA_MATCHED_SET`` (nearest achievable)."""
     if name != LORA_SET:
@@ -771,9 +808,13 @@ TRAINING_LOG_SCHEMA = {"step": pl.Int64, "epoch": pl.Int64, "loss": pl.Float64, 
 
 def training_log_table(result: TrainingResult, labels: Mapping[str, str]) -> pl.DataFrame:
     """The per-step log of ``result`` as a tidy table: labels, step, epoch, loss (mean NLL per predicted
-    token of the step's sentences), sentences, tokens, seconds and the trained parameters."""
+    token of the step's sentences), sentences, tokens and the trained parameters. Each step's seconds go to
+    the job's log, not the table: a result file is the same from run to run."""
     table = pl.DataFrame(result.log, schema=TRAINING_LOG_SCHEMA)
-    table = table.with_columns(pl.lit(result.trainable_count, dtype=pl.Int64).alias("trainable_parameters"))
+    log.info("training steps took %s s", ", ".join(f"{seconds:.3f}" for seconds in table["seconds"]))
+    table = table.drop("seconds").with_columns(
+        pl.lit(result.trainable_count, dtype=pl.Int64).alias("trainable_parameters")
+    )
     return labelled(table, **labels)
 
 
@@ -874,7 +915,7 @@ class EvaluationInputs:
     pivot_activations: np.ndarray
 
 
-def measure_rows(measure: str, unit_ids: Sequence[str], values) -> pl.DataFrame:
+def measure_rows(measure: str, unit_ids: Sequence[str], values: Sequence[float] | np.ndarray) -> pl.DataFrame:
     """One measure's rows: measure, its unit, each unit's id and value ([n] values for n ids)."""
     return pl.DataFrame({"measure": measure, "unit": MEASURE_UNITS[measure], "unit_id": [str(u) for u in unit_ids],
                          "value": np.asarray(values, dtype=np.float64)}, schema=MEASURES_SCHEMA)  # fmt: skip

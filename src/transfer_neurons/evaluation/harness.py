@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import torch
@@ -38,10 +39,14 @@ from transfer_neurons.evaluation.conditions import condition_info, condition_neu
 from transfer_neurons.model.hooks import HookSession, NeuronEdit
 from transfer_neurons.model.loading import LoadedModel, load_model
 
+if TYPE_CHECKING:
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
 log = logging.getLogger(__name__)
 
 
-def _harness():
+def _harness() -> tuple[Any, Any]:
     """lm-evaluation-harness's modules, imported on use (the import takes seconds)."""
     import lm_eval
     import lm_eval.models.huggingface as huggingface
@@ -50,23 +55,26 @@ def _harness():
 
 
 def intervention_lm(loaded: LoadedModel, neurons: Mapping[int, Sequence[int]], *, factor: float, positions: str,
-                    batch_size: int):  # fmt: skip
+                    batch_size: int) -> HFLM:  # fmt: skip
     """An lm-evaluation-harness model that runs ``loaded`` with ``neurons`` scaled by ``factor``."""
     _, huggingface = _harness()
     edit = NeuronEdit({int(layer): list(chosen) for layer, chosen in neurons.items() if chosen}, factor, positions)
 
-    class InterventionHFLM(huggingface.HFLM):
+    class InterventionHFLM(huggingface.HFLM):  # type: ignore[name-defined]  # a base class imported on use
         def __init__(self) -> None:
             super().__init__(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=batch_size)
             self.context_lengths: list[tuple[int, int]] | None = None  # (context tokens, input length) per row
 
         # --- log-likelihood requests: one forward pass of context + continuation[:-1] per row ---
-        def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        def _loglikelihood_tokens(
+            self, requests: list[tuple[Any, list[int], list[int]]], disable_tqdm: bool = False,
+            override_bs: int | None = None,
+        ) -> list[tuple[float, bool]]:  # fmt: skip
             lm = self
             collator = huggingface.Collator
 
-            class RecordingCollator(collator):
-                def get_batched(self, n=1, batch_fn=None):
+            class RecordingCollator(collator):  # type: ignore[misc, valid-type]  # a base class imported on use
+                def get_batched(self, n: int = 1, batch_fn: Callable[..., Any] | None = None) -> Iterator[list[Any]]:
                     for chunk in super().get_batched(n=n, batch_fn=batch_fn):
                         lm.context_lengths = [
                             lm.row_lengths(context, continuation) for _, context, continuation in chunk
@@ -80,7 +88,7 @@ def intervention_lm(loaded: LoadedModel, neurons: Mapping[int, Sequence[int]], *
             for _, context, continuation in requests:
                 splits.setdefault(tuple(context + continuation[:-1]), set()).add(len(context))
             saved_cache = self.logits_cache
-            self.logits_cache = saved_cache and all(len(split) == 1 for split in splits.values())
+            self.logits_cache: bool = saved_cache and all(len(split) == 1 for split in splits.values())
             huggingface.Collator = RecordingCollator
             try:
                 return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
@@ -101,9 +109,12 @@ def intervention_lm(loaded: LoadedModel, neurons: Mapping[int, Sequence[int]], *
             back from the end of what the model returns, so returning only the last k positions is
             enough when k reaches back to the earliest continuation of the batch.
             """
+            assert self.context_lengths is not None  # read inside a log-likelihood batch only
             return length - min(max(context - 1, 0) for context, _ in self.context_lengths)
 
-        def _model_call(self, inps, attn_mask=None, labels=None):
+        def _model_call(
+            self, inps: torch.Tensor, attn_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
+        ) -> torch.Tensor:
             if self.context_lengths is None:  # not a log-likelihood batch (e.g. batch-size probing)
                 return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
             # Each right-padded row's prompt is its context.
@@ -115,7 +126,9 @@ def intervention_lm(loaded: LoadedModel, neurons: Mapping[int, Sequence[int]], *
                 return self.model(inps, logits_to_keep=self.positions_read(inps.shape[1])).logits
 
         # --- generation: one prompt pass (left-padded), then one token per pass ---------------------
-        def _model_generate(self, context, max_length, stop, **generation_kwargs):
+        def _model_generate(
+            self, context: torch.Tensor, max_length: int, stop: list[str], **generation_kwargs: Any
+        ) -> torch.Tensor:
             with HookSession(loaded.adapter) as session:
                 session.edit_neurons([edit])
                 return super()._model_generate(context, max_length, stop, **generation_kwargs)
@@ -123,7 +136,7 @@ def intervention_lm(loaded: LoadedModel, neurons: Mapping[int, Sequence[int]], *
     return InterventionHFLM()
 
 
-def task_manager(tasks: Sequence[str], include_path: str | None):
+def task_manager(tasks: Sequence[str], include_path: str | None) -> TaskManager:
     """A task index of ``include_path``'s task YAMLs, and of the harness's own tasks only where
     ``tasks`` needs them (indexing every built-in task takes seconds)."""
     lm_eval, _ = _harness()
@@ -179,7 +192,10 @@ def run_harness(
         labelled(tidy.join(info, on="condition", how="left"), **labels).write_parquet(table_path)
 
 
-def harness_results(lm, tasks: Sequence[str], manager, *, num_fewshot, limit, bootstrap_iters, model_args) -> dict:
+def harness_results(
+    lm: HFLM, tasks: Sequence[str], manager: TaskManager, *, num_fewshot: int | None, limit: int | None,
+    bootstrap_iters: int, model_args: Mapping[str, Any],
+) -> dict:  # fmt: skip
     """``lm_eval.simple_evaluate`` of ``tasks`` with every seed fixed (the harness's own defaults are 0 and 1234)."""
     lm_eval, _ = _harness()
     return lm_eval.simple_evaluate(
@@ -197,7 +213,28 @@ def harness_results(lm, tasks: Sequence[str], manager, *, num_fewshot, limit, bo
     )
 
 
+# What the harness records of the run rather than of the results: the time, the machine and its packages,
+# git state, and the model's absolute path. They go to the job's log, so that two runs of one commit
+# write the same results file.
+RUN_FACTS = ("date", "pretty_env_info", "git_hash", "upper_git_hash", "total_evaluation_time_seconds")
+RUN_CONFIG_FACTS = ("model",)
+
+
+def split_run_facts(results: dict) -> tuple[dict, dict]:
+    """(``results`` without the run's own facts, those facts): ``RUN_FACTS`` at the top level and
+    ``RUN_CONFIG_FACTS`` of its ``config``."""
+    stable = {key: value for key, value in results.items() if key not in RUN_FACTS}
+    facts = {key: results[key] for key in RUN_FACTS if key in results}
+    if isinstance(results.get("config"), dict):
+        stable["config"] = {key: value for key, value in results["config"].items() if key not in RUN_CONFIG_FACTS}
+        facts["config"] = {key: results["config"][key] for key in RUN_CONFIG_FACTS if key in results["config"]}
+    return stable, facts
+
+
 def write_results_json(results: dict, path: Path) -> None:
+    """The harness's results as JSON, without the run's own facts (logged instead)."""
     from lm_eval.utils import handle_non_serializable
 
-    Path(path).write_text(json.dumps(results, indent=2, default=handle_non_serializable, ensure_ascii=False))
+    stable, facts = split_run_facts(results)
+    log.info("%s: run facts %s", path, json.dumps(facts, default=handle_non_serializable)[:2000])
+    Path(path).write_text(json.dumps(stable, indent=2, default=handle_non_serializable, ensure_ascii=False))

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -47,6 +47,9 @@ from py3langid.langid import LanguageIdentifier as Py3LangidIdentifier
 
 from transfer_neurons.data.languages import language
 from transfer_neurons.evaluation.statistics import bootstrap_mean_ci
+
+if TYPE_CHECKING:
+    from polars._typing import SchemaDict
 
 # Unicode scripts as the first word(s) of a letter's Unicode name; kana are one script, since
 # only Japanese writes either.
@@ -235,6 +238,6 @@ def answer_language_shares(table: pl.DataFrame, resamples: int, seed: int = 0) -
             share, low, high = bootstrap_mean_ci((classes == answer_class).astype(np.float64), resamples, seed)
             rows.append({**dict(zip(SHARE_KEYS, keys, strict=True)), "answer_language_class": answer_class,
                          "share": share, "ci_low": low, "ci_high": high, "n": part.height})  # fmt: skip
-    schema = {**{key: table.schema[key] for key in SHARE_KEYS}, "answer_language_class": pl.String,
+    schema: SchemaDict = {**{key: table.schema[key] for key in SHARE_KEYS}, "answer_language_class": pl.String,
               "share": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "n": pl.Int64}  # fmt: skip
     return pl.DataFrame(rows, schema=schema)

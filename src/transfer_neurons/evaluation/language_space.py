@@ -27,7 +27,7 @@ States come from one of two sources (``evaluation.language_space.sentences``):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +77,10 @@ def components_for_variance(states: np.ndarray, thresholds: Sequence[float] = SV
     as the authors' svd.py counts (the mean is not removed)."""
     singular = np.linalg.svd(states.astype(np.float64), compute_uv=False)
     cumulative = np.cumsum(singular**2) / np.sum(singular**2)
-    return {float(t): int(min(np.searchsorted(cumulative, t) + 1, len(singular))) for t in thresholds}
+    return {float(t): min(int(np.searchsorted(cumulative, t)) + 1, len(singular)) for t in thresholds}
 
 
-def pca_layer_indices(n_layers: int, fractions) -> list[int]:
+def pca_layer_indices(n_layers: int, fractions: Iterable[float]) -> list[int]:
     """Layers at the given fractions of depth (0 = first, 1 = last), without repeats."""
     return sorted({min(n_layers - 1, round(fraction * (n_layers - 1))) for fraction in fractions})
 
@@ -130,7 +130,7 @@ class DumpStates:
         means = {"normed": dump.extra_state("final_normed").mean(axis=0),
                  "raw": dump.layer("layer_output", dump.n_layers - 1).mean(axis=0)}  # fmt: skip
         distance = {name: np.linalg.norm(normal[-1] - mean) / np.linalg.norm(mean) for name, mean in means.items()}
-        held = min(distance, key=distance.get)
+        held = min(distance, key=distance.__getitem__)
         if held != self.last_layer:
             raise ValueError(
                 f"evaluate_states' centroids of {language} hold the {held} last layer, but runtime.last_layer is "
@@ -191,9 +191,13 @@ def open_language_states(
     evaluation's centroid files, language -> path) or ``questions`` (a ``language_states`` directory,
     which fixes the embedding and the last layer when it is written)."""
     if sentences == "test":
+        if english_dump is None or target_dumps is None or centroid_arrays is None:
+            raise ValueError("evaluation.language_space.sentences: test needs the test dumps and the centroid files")
         arrays = read_centroid_arrays(centroid_arrays, last_layer)
         return DumpStates(english_dump, target_dumps, arrays, pivot=pivot, embedding=embedding, last_layer=last_layer)
     if sentences == "questions":
+        if states is None:
+            raise ValueError("evaluation.language_space.sentences: questions needs a language_states directory")
         return QuestionStates(states)
     raise ValueError(f"evaluation.language_space.sentences must be one of {SENTENCE_SOURCES}, got {sentences!r}")
 

@@ -100,6 +100,8 @@ def states_as_read(states: CapturedStates, *, embedding: bool, last_layer: str) 
     layer's state, the last one as ``last_layer`` (``runtime.last_layer``) says."""
     layers = with_last_layer(states.layer_output, states.final_normed, last_layer)
     if embedding:
+        if states.embedding is None:
+            raise ValueError("the states were captured without the embedding output (capture(embedding=True))")
         layers = torch.cat([states.embedding[None], layers])
     return layers.cpu().numpy()
 

@@ -38,6 +38,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -66,12 +67,18 @@ from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.model.logits import residual_logits
 from transfer_neurons.names import NORMAL
 
+if TYPE_CHECKING:
+    from polars._typing import SchemaDict
+    from transformers import PreTrainedTokenizerBase
+
+    from transfer_neurons.model.adapters import FamilyAdapter
+
 log = logging.getLogger(__name__)
 
 TARGETS = (QUESTION_LANGUAGE, ENGLISH)  # whose answer's first token: the question's language's, English's
 ANCHOR = "\n"  # what a text is tokenized after when it must start mid-sequence, without a word-start marker
 
-LENS_SCHEMA = {
+LENS_SCHEMA: SchemaDict = {
     "condition": pl.String,
     "example_id": pl.String,
     "layer": pl.Int32,
@@ -112,7 +119,7 @@ class LogitLensSettings:
 
 
 # --- the answer's first token ------------------------------------------------------------------------
-def continuation_ids(tokenizer, prompt: str, text: str) -> list[int]:
+def continuation_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, text: str) -> list[int]:
     """The token ids of ``text`` as the model writes it right after ``prompt``'s tokens (special tokens
     as ``model.batching.tokenize`` adds them). See the module docstring for the two cases."""
     prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
@@ -133,7 +140,9 @@ def first_answer_text(record: dict, lang: str) -> str | None:
     return next((text for text in gold_texts(answers_of(record, lang)) if text.strip()), None)
 
 
-def answer_first_tokens(tokenizer, prompt: str, record: dict, lang: str, pivot: str) -> tuple[int, int] | None:
+def answer_first_tokens(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, record: dict, lang: str, pivot: str
+) -> tuple[int, int] | None:
     """The first token id of the record's ``lang`` answer and of its ``pivot`` (English) answer, each as
     it would follow ``prompt``; None where either language has no gold text."""
     ids = []
@@ -172,7 +181,9 @@ def normal_answers(
 
 
 # --- the lens -----------------------------------------------------------------------------------------
-def lens_log_probabilities(adapter, states: torch.Tensor, targets: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+def lens_log_probabilities(
+    adapter: FamilyAdapter, states: torch.Tensor, targets: torch.Tensor, chunk: int = 64
+) -> torch.Tensor:
     """[L, B, d_model] raw residual states and [B, T] token ids -> [L, B, T] float32: each target token's
     log-probability in the softmax of ``residual_logits`` of each state (``chunk`` rows of logits at a time).
     Logs, since a probability in an early layer can lie below float32's smallest number."""
@@ -189,7 +200,7 @@ def lens_log_probabilities(adapter, states: torch.Tensor, targets: torch.Tensor,
 
 
 def probabilities_by_run(
-    adapter, states: Mapping[str, torch.Tensor], targets: torch.Tensor, reference: str
+    adapter: FamilyAdapter, states: Mapping[str, torch.Tensor], targets: torch.Tensor, reference: str
 ) -> dict[str, torch.Tensor]:
     """``lens_log_probabilities`` of each run's [L, B, d_model] states; a layer whose states equal the
     ``reference`` run's exactly (below a run's first edited layer) reuses the reference's values."""
@@ -230,7 +241,10 @@ def lens_by_run(
 
 
 def lens_rows(
-    log_probabilities: Mapping[str, np.ndarray], questions: pl.DataFrame, targets: np.ndarray, tokenizer
+    log_probabilities: Mapping[str, np.ndarray],
+    questions: pl.DataFrame,
+    targets: np.ndarray,
+    tokenizer: PreTrainedTokenizerBase,
 ) -> pl.DataFrame:
     """Tidy rows (``LENS_SCHEMA`` less ``questions_asked``) of every run, question, layer and target from
     each run's [L, N, T] log-probabilities, ``questions`` (one row per question) and ``targets`` [N, T]."""
@@ -307,7 +321,7 @@ def evaluate_logit_lens(
     table = lens_rows(log_probabilities, questions, target_ids, loaded.tokenizer).with_columns(
         pl.col("log_probability").exp().alias("probability"), pl.lit(len(records), pl.Int32).alias("questions_asked")
     )
-    return table.select(*LENS_SCHEMA).cast(LENS_SCHEMA).join(info, on="condition", how="left")
+    return table.select(*LENS_SCHEMA).cast(pl.Schema(LENS_SCHEMA)).join(info, on="condition", how="left")
 
 
 # --- the write vectors' scripts -----------------------------------------------------------------------

@@ -9,7 +9,7 @@ model rather than transferring between languages.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +90,8 @@ def losses_by_run(
         batch = tokenize(loaded.tokenizer, [sentences[row] for row in rows]).to(loaded.device)
         predicting = predicted_positions(batch.attention_mask)
         by_logits = LOGIT_BUDGET_BYTES // max(int(predicting.sum()) * vocabulary * 4, 1)
-        per_pass = min(copies_per_pass(*batch.input_ids.shape, len(names), max_batch_tokens), by_logits)
+        n_rows, width = batch.input_ids.shape
+        per_pass = min(copies_per_pass(n_rows, width, len(names), max_batch_tokens), by_logits)
         for group in pass_groups(names, max(per_pass, 1)):
             copies = len(group)
             stacked = stacked_rows(batch, copies)
@@ -137,7 +138,7 @@ def held_out_sentences(
 ) -> dict[str, list[str]]:
     """The first ``n_sentences`` test pairs' sentences: English (the pivot) and every language's, or
     only the language ``own``'s. English comes from the same pairs as the first language's text."""
-    by_language = {}
+    by_language: dict[str, list[str]] = {}
     for lang, path in test_pairs.items():
         if own is not None and lang != own:
             continue
@@ -150,8 +151,8 @@ def held_out_sentences(
 
 def run_loss_evaluation(
     manifest: Path, conditions: Path, test_pairs: Mapping[str, Path], settings: InterventionSettings, *,
-    kinds, main_label: str, seeds, pivot: str, n_sentences: int, every_language: bool, device: str, labels: dict,
-    dtype: str = "auto",
+    kinds: Iterable[str], main_label: str, seeds: Iterable[int] | None, pivot: str, n_sentences: int,
+    every_language: bool, device: str, labels: dict, dtype: str = "auto",
 ) -> pl.DataFrame:  # fmt: skip
     """The ``evaluate_loss`` rule: one language's conditions, on held-out English text and the language's
     own (``every_language``: every configured language's)."""

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -39,6 +40,9 @@ from transfer_neurons.model.hooks import capture_states
 from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.model.logits import unembedded
 from transfer_neurons.names import PIVOT_SIDE, TARGET_SIDE
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +94,7 @@ class SentenceTokens:
     special: list[bool]
 
 
-def token_pieces(tokenizer, sentence: str, ids: Sequence[int]) -> list[str]:
+def token_pieces(tokenizer: PreTrainedTokenizerBase, sentence: str, ids: Sequence[int]) -> list[str]:
     """The piece of ``sentence`` each token of ``ids`` (its tokenization, special tokens included) covers.
 
     Character offsets cut the sentence; the text between two tokens goes to the later one, so the
@@ -101,7 +105,7 @@ def token_pieces(tokenizer, sentence: str, ids: Sequence[int]) -> list[str]:
     try:
         encoded = tokenizer(sentence, add_special_tokens=True, return_offsets_mapping=True)
     except (NotImplementedError, ValueError):
-        return [tokenizer.decode([token_id]) for token_id in ids]
+        return [str(tokenizer.decode([token_id])) for token_id in ids]  # str: one id list decodes to one text
     if list(encoded["input_ids"]) != list(ids):
         raise ValueError(
             f"tokenizing {sentence!r} alone gave other ids than its batch: {encoded['input_ids']} vs {ids}"
@@ -118,7 +122,7 @@ def token_pieces(tokenizer, sentence: str, ids: Sequence[int]) -> list[str]:
     return pieces
 
 
-def sentence_tokens(tokenizer, sentence: str, ids: Sequence[int]) -> SentenceTokens:
+def sentence_tokens(tokenizer: PreTrainedTokenizerBase, sentence: str, ids: Sequence[int]) -> SentenceTokens:
     special_ids = set(tokenizer.all_special_ids)
     return SentenceTokens(
         ids=list(ids),
@@ -159,7 +163,7 @@ class TopSentences:
         for key in [key for key in self.tokens if key not in kept]:
             del self.tokens[key]
 
-    def kept(self):
+    def kept(self) -> Iterator[tuple[int, int, int, float, np.ndarray]]:
         """Yield ``(neuron index, rank from 1, sentence, its ranking maximum, token activations)``."""
         for neuron, slot in zip(*np.nonzero(self.rows >= 0), strict=True):
             row = int(self.rows[neuron, slot])
@@ -209,7 +213,10 @@ def neuron_token_activations(
     return table.with_columns(pl.lit(settings.rank_by).alias("ranked_by"))
 
 
-def _token_rows(top: TopSentences, neurons: pl.DataFrame, sentences, ids_by_row, tokenizer) -> pl.DataFrame:
+def _token_rows(
+    top: TopSentences, neurons: pl.DataFrame, sentences: Sequence[str], ids_by_row: Mapping[int, Sequence[int]],
+    tokenizer: PreTrainedTokenizerBase,
+) -> pl.DataFrame:  # fmt: skip
     layers, units = neurons["layer"].to_numpy(), neurons["neuron"].to_numpy()
     described: dict[int, SentenceTokens] = {}
     columns: dict[str, list] = {name: [] for name in (
@@ -304,10 +311,13 @@ def neuron_lens(loaded: LoadedModel, neurons: pl.DataFrame, n_tokens: int, chunk
     return pl.concat(frames)
 
 
-def _lens_rows(tokenizer, layer: int, units, direction: str, ids: torch.Tensor, logits: torch.Tensor):
+def _lens_rows(
+    tokenizer: PreTrainedTokenizerBase, layer: int, units: Sequence[int], direction: str, ids: torch.Tensor,
+    logits: torch.Tensor,
+) -> pl.DataFrame:  # fmt: skip
     flat_ids = ids.reshape(-1).tolist()
     count = ids.shape[1]
-    texts = [tokenizer.decode([token_id]) for token_id in flat_ids]
+    texts = [str(tokenizer.decode([token_id])) for token_id in flat_ids]  # str: one id list decodes to one text
     return pl.DataFrame(
         {
             "layer": np.full(len(flat_ids), layer, dtype=np.int32),

@@ -24,7 +24,7 @@ copy of the batch's rows (at the default sizes, a set's 43 runs take 2 passes in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,10 +82,11 @@ def patches_of(set_layers: Sequence[int]) -> list[Patch]:
 
 # A run's hooks for a batch: (neurons scaled by the factor, {layer: (neurons, values [batch, n])} patched).
 RunHooks = tuple[Mapping[int, Sequence[int]], Mapping[int, tuple[Sequence[int], torch.Tensor]]]
+Run = Callable[[Sequence[int]], RunHooks]  # a run: a batch's sentence indices -> its hooks for the batch
 
 
 def last_token_runs(
-    loaded: LoadedModel, sentences: Sequence[str], runs: Mapping[str, callable], factor: float,
+    loaded: LoadedModel, sentences: Sequence[str], runs: Mapping[str, Run], factor: float,
     max_batch_tokens: int | None, last_layer: str = "raw",
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     """Layer states [L, N, d] (the last layer read as ``last_layer`` says) and neuron activations
@@ -99,13 +100,14 @@ def last_token_runs(
     """
     batches = length_sorted_batches(token_lengths(loaded.tokenizer, sentences), len(sentences), max_batch_tokens)
     names = list(runs)
-    outputs = {name: [] for name in names}
-    activations = {name: [] for name in names}
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    activations: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for rows in tqdm(batches, desc=f"{len(runs)} runs x batches", unit="batch"):
         batch = tokenize(loaded.tokenizer, [sentences[row] for row in rows]).to(loaded.device)
         with torch.no_grad():
             prefix = prefix_cache(loaded.model, batch)
-        per_pass = copies_per_pass(*batch.input_ids.shape, len(names), max_batch_tokens)
+        n_rows, width = batch.input_ids.shape
+        per_pass = copies_per_pass(n_rows, width, len(names), max_batch_tokens)
         for group in pass_groups(names, per_pass):
             edits = [NeuronEdit(scaled, factor, "last", patches) for scaled, patches in (runs[n](rows) for n in group)]
             captured = last_token_states(loaded.model, loaded.adapter, batch, prefix, edits,
@@ -125,7 +127,7 @@ def last_token_runs(
     }
 
 
-def no_hooks(rows) -> RunHooks:
+def no_hooks(rows: Sequence[int]) -> RunHooks:
     return {}, {}
 
 
@@ -146,14 +148,15 @@ def alignment_by_layer(english: np.ndarray, target: np.ndarray, k: int) -> dict[
     return {metric: values.mean(axis=1) for metric, values in alignment_by_pair(english, target, k).items()}
 
 
-def patch_hooks(neurons: Mapping[int, Sequence[int]], patch: Patch, sources: Mapping[str, np.ndarray]):
+def patch_hooks(neurons: Mapping[int, Sequence[int]], patch: Patch, sources: Mapping[str, np.ndarray]) -> Run:
     """The hooks of one patched run of a set: its unpatched layers scaled, its patched layers set to the
     source's values of the batch's sentences (``sources[source]``: [L, N, d_mlp])."""
 
-    def hooks_for(rows) -> RunHooks:
+    def hooks_for(rows: Sequence[int]) -> RunHooks:
         scaled = {layer: chosen for layer, chosen in neurons.items() if layer not in patch.layers}
         patches = {}
         for layer in patch.layers:
+            assert patch.source is not None  # only the corrupted run has none, and it patches no layer
             values = sources[patch.source][layer][np.asarray(rows)][:, neurons[layer]]
             patches[layer] = (neurons[layer], torch.as_tensor(values))
         return scaled, patches
@@ -194,7 +197,9 @@ def patching_tables(
     return pl.DataFrame(layer_rows, infer_schema_length=None), pl.concat(pair_frames)
 
 
-def pair_rows(labels: Mapping, metric: str, patched: np.ndarray, clean: np.ndarray, corrupted: np.ndarray):
+def pair_rows(
+    labels: Mapping, metric: str, patched: np.ndarray, clean: np.ndarray, corrupted: np.ndarray
+) -> pl.DataFrame:
     """One patched run's rows of the per-pair table, from [L, N] per-layer values of each pair."""
     n_pairs = patched.shape[1]
     return pl.DataFrame(
@@ -221,7 +226,7 @@ def evaluate_patching(
     ``mean_activations`` [L, d_mlp] is each neuron's mean over the language's training sentences.
     """
 
-    def unhooked(sentences):
+    def unhooked(sentences: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         return last_token_runs(loaded, sentences, {"clean": no_hooks}, factor, max_batch_tokens, last_layer)["clean"]
 
     target_sentences = pairs["target_text"].to_list()
@@ -241,9 +246,10 @@ def evaluate_patching(
         by_layer, by_pair = patching_tables(english, clean, patched, patches, k)
         layer_frames.append(by_layer.with_columns(pl.lit(set_name).alias("neuron_set")))
         pair_frames.append(by_pair.with_columns(pl.lit(set_name).alias("neuron_set")))
-    return tuple(
+    by_layer, by_pair = (
         pl.concat(frames).select("neuron_set", pl.exclude("neuron_set")) for frames in (layer_frames, pair_frames)
     )
+    return by_layer, by_pair
 
 
 def patching_sets(conditions: pl.DataFrame, control_seed: int) -> dict[str, dict[int, list[int]]]:
@@ -272,7 +278,7 @@ def run_patching(
     pairs = pairs.head(max_pairs) if max_pairs else pairs
     mean_activations = Dump(Path(train_dump) / TARGET_SIDE).all_layers("neuron_activations").mean(axis=1)
     sets = patching_sets(pl.read_parquet(conditions), control_seed)
-    tables = evaluate_patching(
+    by_layer, by_pair = evaluate_patching(
         loaded,
         pairs,
         sets,
@@ -282,4 +288,4 @@ def run_patching(
         k=knn_k,
         last_layer=last_layer,
     )
-    return tuple(labelled(table, **labels) for table in tables)
+    return labelled(by_layer, **labels), labelled(by_pair, **labels)

@@ -18,6 +18,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import torch
@@ -49,6 +50,9 @@ from transfer_neurons.model.batching import (
 from transfer_neurons.model.hooks import HookSession, NeuronEdit, touches_only_last_token
 from transfer_neurons.model.loading import LoadedModel, load_model
 from transfer_neurons.names import NORMAL
+
+if TYPE_CHECKING:
+    from transformers import Cache, PreTrainedTokenizerBase
 
 STOP_MODES = ("none", "newline")
 
@@ -83,7 +87,7 @@ def prompt_template(template: str | Mapping[str, str], lang: str) -> str:
     return template[lang]
 
 
-def newline_token_ids(tokenizer) -> list[int]:
+def newline_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Token ids that are exactly a line break, used to stop answers at the end of a line."""
     ids = tokenizer.encode("\n", add_special_tokens=False)
     return ids if len(ids) == 1 else []
@@ -97,7 +101,7 @@ def stop_token_ids(loaded: LoadedModel, stop: str) -> list[int] | None:
     return [loaded.tokenizer.eos_token_id, *newline_token_ids(loaded.tokenizer)]
 
 
-def answer_texts(tokenizer, continuations: Sequence[Sequence[int]], stop: str) -> list[str]:
+def answer_texts(tokenizer: PreTrainedTokenizerBase, continuations: list[list[int]], stop: str) -> list[str]:
     """The decoded continuations: whole (``none``, as the authors score them) or their first line."""
     texts = tokenizer.batch_decode(continuations, skip_special_tokens=True)
     if stop == "none":
@@ -106,7 +110,7 @@ def answer_texts(tokenizer, continuations: Sequence[Sequence[int]], stop: str) -
 
 
 def stacked_generation(
-    loaded: LoadedModel, batch: TokenizedBatch, edits: Sequence[NeuronEdit], prefix, max_new_tokens: int,
+    loaded: LoadedModel, batch: TokenizedBatch, edits: Sequence[NeuronEdit], prefix: Cache | None, max_new_tokens: int,
     stop_ids: list[int] | None,
 ) -> torch.Tensor:  # fmt: skip
     """Greedy continuations of ``len(edits)`` copies of the batch in one ``generate`` call, copy k under
@@ -121,7 +125,8 @@ def stacked_generation(
         start = batch.input_ids.shape[1] - 1
     with torch.no_grad(), HookSession(loaded.adapter) as session:
         session.edit_neurons(edits, prompt_length=batch.input_ids.shape[1], start=start)
-        return loaded.model.generate(
+        # Causal LMs get ``generate`` from GenerationMixin, which PreTrainedModel does not inherit.
+        return loaded.model.generate(  # type: ignore[operator]
             input_ids=stacked.input_ids,
             attention_mask=stacked.attention_mask,
             cache=cache,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ def eta_squared_anova(activations: np.ndarray, labels: np.ndarray) -> tuple[np.n
     return eta_squared, p_values
 
 
-def language_groups(languages, groups: Mapping[str, Sequence[str]] | None) -> dict[str, str]:
+def language_groups(languages: Iterable[str], groups: Mapping[str, Sequence[str]] | None) -> dict[str, str]:
     """Language -> its group: ``groups`` (group -> languages) where given, else its genealogical family.
 
     Fails naming the option when a language is in no group or in two.

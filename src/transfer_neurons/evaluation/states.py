@@ -85,8 +85,9 @@ def states_from_shared_prefix(
     with torch.no_grad():
         prefix = prefix_cache(loaded.model, batch)
     names = list(runs)
-    per_pass = copies_per_pass(*batch.input_ids.shape, len(names), max_batch_tokens)
-    results = {}
+    rows, width = batch.input_ids.shape
+    per_pass = copies_per_pass(rows, width, len(names), max_batch_tokens)
+    results: dict[str, CapturedStates] = {}
     for group in pass_groups(names, per_pass):
         edits = [runs[name] for name in group]
         captured = last_token_states(loaded.model, loaded.adapter, batch, prefix, edits, final_norm=final_norm)
@@ -110,7 +111,8 @@ def states_with_replay(
     first_layer = {name: min(edit.layers(), default=n_layers) for name, edit in runs.items()}
     results = {name: normal for name, first in first_layer.items() if first == n_layers}
     edited = sorted((name for name in runs if name not in results), key=first_layer.__getitem__)
-    per_pass = copies_per_pass(*batch.input_ids.shape, len(edited), max_batch_tokens)
+    rows, width = batch.input_ids.shape
+    per_pass = copies_per_pass(rows, width, len(edited), max_batch_tokens)
     for group in pass_groups(edited, per_pass):
         first, copies = first_layer[group[0]], len(group)  # sorted: the group's lowest first layer
         with torch.no_grad(), HookSession(adapter) as session:
@@ -122,11 +124,11 @@ def states_with_replay(
             computed = capture.states.rows(index, copies)
             # Below its own first edited layer a run's states are the normal ones, exactly.
             own = first_layer[name]
-            results[name] = CapturedStates(
-                *(torch.cat([getattr(normal, part)[:own], getattr(computed, part)[own - first :]]) for part in (
-                    "layer_output", "mlp_contribution", "neuron_activations", "write_scale")),
-                final_normed=computed.final_normed,
-            )  # fmt: skip
+            spliced = {
+                part: torch.cat([getattr(normal, part)[:own], getattr(computed, part)[own - first :]])
+                for part in ("layer_output", "mlp_contribution", "neuron_activations", "write_scale")
+            }
+            results[name] = CapturedStates(**spliced, final_normed=computed.final_normed)  # fmt: skip
     return results
 
 
@@ -152,7 +154,7 @@ def states_by_run(
     tokenizer = loaded.tokenizer
     partner = {"parallel": np.arange(len(sentences)), "non_parallel": np.argsort(derangement(len(sentences)))}
     outputs: dict[str, list] = {name: [] for name in runs}
-    cosines = {name: {pairing: [] for pairing in partner} for name in runs}
+    cosines: dict[str, dict[str, list[np.ndarray]]] = {name: {pairing: [] for pairing in partner} for name in runs}
     # Runs that share the prefix compute one token per row: a batch as wide as the token budget
     # allows keeps those small matrix products efficient.
     last_only = all(touches_only_last_token(edit.positions) for edit in runs.values())
@@ -165,9 +167,9 @@ def states_by_run(
                 loaded, batch, runs, max_batch_tokens, last_layer
             ).items():
                 outputs[name].append(layer_output.cpu().numpy())
-                activations = activations.cpu().numpy()
+                target_activations = activations.cpu().numpy()
                 for pairing, partners in partner.items():
-                    cosines[name][pairing].append(row_cosines(pivot_activations[:, partners[rows]], activations))
+                    cosines[name][pairing].append(row_cosines(pivot_activations[:, partners[rows]], target_activations))
             progress.update(1)
     # Batches ran in length order; results go back to corpus order.
     corpus_order = np.argsort(np.concatenate([np.asarray(rows) for rows in batches]))
@@ -181,7 +183,7 @@ def states_by_run(
 
 
 def alignment_of(
-    pivot_neighbours: Sequence[np.ndarray], pivot_states: np.ndarray, target: ConditionStates, knn_ks
+    pivot_neighbours: Sequence[np.ndarray], pivot_states: np.ndarray, target: ConditionStates, knn_ks: Sequence[int]
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
     """The alignment of one condition's L2 states with the English ones.
 
@@ -190,7 +192,7 @@ def alignment_of(
     condition with another by sentence. ``pivot_neighbours[layer]`` are the English rows' nearest
     neighbours (at least max(knn_ks) of them), the same under every condition.
     """
-    records = []
+    records: list[dict] = []
     pair_shares, pair_cosines = [], []
     for layer in range(pivot_states.shape[0]):
         target_states = target.layer_output[layer]
@@ -235,7 +237,9 @@ def evaluate_states(
     states = states_by_run(loaded, target_sentences, runs, batch_size=settings.batch_size,
                            max_batch_tokens=settings.max_batch_tokens, pivot_activations=pivot_acts,
                            last_layer=last_layer)  # fmt: skip
-    records, pair_frames, centroids = [], [], {}
+    records: list[dict] = []
+    pair_frames: list[pl.DataFrame] = []
+    centroids: dict[str, np.ndarray] = {}
     for condition, target in states.items():
         centroids[condition] = target.layer_output.mean(axis=1)
         layer_records, per_pair = alignment_of(pivot_neighbours, pivot_states, target, knn_ks)
@@ -249,7 +253,7 @@ def evaluate_states(
 
 def run_state_evaluation(
     manifest: Path, test_pairs: Path, test_dump: Path, conditions: Path, settings: InterventionSettings, *,
-    knn_ks, device: str, labels: dict, arrays_path: Path, dtype: str = "auto", last_layer: str = "raw",
+    knn_ks: Sequence[int], device: str, labels: dict, arrays_path: Path, dtype: str = "auto", last_layer: str = "raw",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
     """Alignment metrics per layer and per pair under every condition; saves the L2 test centroids
     [L, d] per condition, recording which last layer they hold."""

@@ -10,8 +10,18 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import Cache, PreTrainedModel, PreTrainedTokenizerBase
+    from transformers.modeling_outputs import BaseModelOutputWithPast
+
+Item = TypeVar("Item")
+Stacked = TypeVar("Stacked", np.ndarray, torch.Tensor)
 
 
 @dataclass
@@ -19,7 +29,7 @@ class TokenizedBatch:
     input_ids: torch.Tensor  # [batch, pos]
     attention_mask: torch.Tensor  # [batch, pos]
 
-    def model_inputs(self, model) -> dict[str, torch.Tensor]:
+    def model_inputs(self, model: nn.Module) -> dict[str, torch.Tensor]:
         inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
         if accepts_position_ids(model):
             inputs["position_ids"] = position_ids_from_mask(self.attention_mask)
@@ -29,7 +39,7 @@ class TokenizedBatch:
         return TokenizedBatch(self.input_ids.to(device), self.attention_mask.to(device))
 
 
-def decoder_forward(model, batch: TokenizedBatch, **options):
+def decoder_forward(model: PreTrainedModel, batch: TokenizedBatch, **options: Any) -> BaseModelOutputWithPast:
     """Forward pass of the decoder stack only (``model.base_model``): hidden states, no logits.
 
     State readers never use logits, and the output projection onto the vocabulary is the
@@ -39,17 +49,22 @@ def decoder_forward(model, batch: TokenizedBatch, **options):
     return decoder(**batch.model_inputs(decoder), **options)
 
 
-def prefix_cache(model, batch: TokenizedBatch):
+def prefix_cache(model: PreTrainedModel, batch: TokenizedBatch) -> Cache:
     """Keys and values of every token but the last, from the decoder stack (no logits).
 
     Positions follow the mask as ``generate()`` numbers left-padded rows, so the cache fits a
     next step on the last token: ``last_token_forward`` or ``generate(cache=...)``.
     """
     prefix = TokenizedBatch(batch.input_ids[:, :-1], batch.attention_mask[:, :-1])
-    return decoder_forward(model, prefix, use_cache=True).cache
+    cache = decoder_forward(model, prefix, use_cache=True).cache
+    if cache is None:  # without it, a last-token pass would silently see no prefix
+        raise RuntimeError(f"{type(model).__name__} returned no cache although use_cache=True")
+    return cache
 
 
-def last_token_forward(model, batch: TokenizedBatch, cache, **options):
+def last_token_forward(
+    model: PreTrainedModel, batch: TokenizedBatch, cache: Cache, **options: Any
+) -> BaseModelOutputWithPast:
     """The decoder stack on each row's last token only, continuing from the prefix's ``cache``."""
     decoder = model.base_model
     inputs = {"input_ids": batch.input_ids[:, -1:], "attention_mask": batch.attention_mask}
@@ -63,11 +78,11 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def accepts_position_ids(model) -> bool:
+def accepts_position_ids(model: nn.Module) -> bool:
     return "position_ids" in inspect.signature(model.forward).parameters
 
 
-def ensure_padding(tokenizer) -> None:
+def ensure_padding(tokenizer: PreTrainedTokenizerBase) -> None:
     """Left padding with a pad token (the EOS token where the tokenizer has none)."""
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -76,14 +91,14 @@ def ensure_padding(tokenizer) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
-def tokenize(tokenizer, sentences: Sequence[str]) -> TokenizedBatch:
+def tokenize(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str]) -> TokenizedBatch:
     """Tokenize whole sentences and pad them on the left (nothing is ever cut)."""
     ensure_padding(tokenizer)
     encoded = tokenizer(list(sentences), add_special_tokens=True, padding=True, return_tensors="pt")
     return TokenizedBatch(encoded["input_ids"], encoded["attention_mask"])
 
 
-def token_lengths(tokenizer, sentences: Sequence[str]) -> list[int]:
+def token_lengths(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str]) -> list[int]:
     """Tokens per sentence, special tokens included, as ``tokenize`` encodes them."""
     return [len(ids) for ids in tokenizer(list(sentences), add_special_tokens=True)["input_ids"]]
 
@@ -112,7 +127,7 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_batch_tok
     return result
 
 
-def batches(items: Sequence, batch_size: int) -> Iterator[tuple[int, Sequence]]:
+def batches(items: Sequence[Item], batch_size: int) -> Iterator[tuple[int, Sequence[Item]]]:
     """Yield ``(start_index, chunk)`` pairs."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -132,7 +147,7 @@ def stacked_rows(batch: TokenizedBatch, copies: int) -> TokenizedBatch:
     )
 
 
-def copy_rows(stacked, copy: int, copies: int, dim: int = 0):
+def copy_rows(stacked: Stacked, copy: int, copies: int, dim: int = 0) -> Stacked:
     """The rows of copy ``copy`` of a stacked tensor or array (``stacked_rows``' layout), along ``dim``."""
     index = [slice(None)] * stacked.ndim
     index[dim] = slice(copy, None, copies)

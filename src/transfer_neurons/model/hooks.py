@@ -43,15 +43,20 @@ May import: ``model.adapters``, ``model.batching``, torch.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from transfer_neurons.model.adapters import FamilyAdapter, effective_activations
 from transfer_neurons.model.batching import TokenizedBatch, last_token_forward, stacked_rows
+
+if TYPE_CHECKING:
+    from transformers import Cache, PreTrainedModel
 
 NEURONS, MLP_OUTPUT, LAYER_OUTPUT, ACTIVATION = "neurons", "mlp_output", "layer_output", "activation"
 POSITION_MODES = ("last", "prompt", "prompt_last", "all")
@@ -131,13 +136,18 @@ class CapturedStates:
 
     def rows(self, index: int, copies: int) -> CapturedStates:
         """The states of copy ``index``'s rows in a stacked batch (row r of copy k is row r * copies + k)."""
-        extra = {name: None if tensor is None else tensor[index::copies]
-                 for name, tensor in (("final_normed", self.final_normed), ("embedding", self.embedding))}  # fmt: skip
-        return CapturedStates(*(tensor[:, index::copies] for tensor in (
-            self.layer_output, self.mlp_contribution, self.neuron_activations, self.write_scale)), **extra)  # fmt: skip
+
+        def picked(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor[index::copies]
+
+        return CapturedStates(
+            self.layer_output[:, index::copies], self.mlp_contribution[:, index::copies],
+            self.neuron_activations[:, index::copies], self.write_scale[:, index::copies],
+            final_normed=picked(self.final_normed), embedding=picked(self.embedding),
+        )  # fmt: skip
 
 
-def _hidden_from_output(output) -> torch.Tensor:
+def _hidden_from_output(output: torch.Tensor | tuple[Any, ...]) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
@@ -154,9 +164,9 @@ class Capture:
     def __init__(self, layers: Sequence[int], final_norm: bool = False, embedding: bool = False) -> None:
         self.layers = list(layers)
         self.store: dict[str, dict[int, torch.Tensor]] = {key: {} for key in ("out", "contrib", "acts", "scale")}
-        # Filled under key 0 when asked for: the final norm's output and the first layer's input.
-        self.extra: dict[str, dict[int, torch.Tensor] | None] = {
-            "final_normed": {} if final_norm else None, "embedding": {} if embedding else None}  # fmt: skip
+        # Filled under key 0, where asked for: the final norm's output and the first layer's input.
+        wanted = {"final_normed": final_norm, "embedding": embedding}
+        self.extra: dict[str, dict[int, torch.Tensor]] = {name: {} for name, asked in wanted.items() if asked}
 
     @property
     def states(self) -> CapturedStates:
@@ -175,7 +185,7 @@ class Capture:
             mlp_contribution=torch.stack([self.store["contrib"][i] for i in self.layers]),
             neuron_activations=torch.stack([self.store["acts"][i] for i in self.layers]),
             write_scale=scales,
-            **{name: None if stored is None else stored[0] for name, stored in self.extra.items()},
+            **{name: stored[0] for name, stored in self.extra.items()},
         )
 
 
@@ -222,8 +232,11 @@ class NeuronEdits:
                 _write(rows, where, chosen, values.to(rows.device, rows.dtype)[:, None, :].expand(-1, width, -1))
         return edited
 
-    def _where(self, positions: str, first: int, width: int, rows: int, device) -> slice | torch.Tensor | None:
+    def _where(
+        self, positions: str, first: int, width: int, rows: int, device: torch.device
+    ) -> slice | torch.Tensor | None:
         """The positions to edit in this pass: a slice when every row agrees, else a [rows, width] mask."""
+        assert self.prompt_length is not None  # ``apply`` sets it on the input's first pass
         mask = position_mask(positions, first, width, self.prompt_length)
         if mask.shape[0] == 1:
             chosen = mask[0].nonzero().flatten()
@@ -247,7 +260,7 @@ def _write(rows: torch.Tensor, where: slice | torch.Tensor, chosen: torch.Tensor
         rows[..., chosen] = torch.where(where[..., None], values, current)
 
 
-def _copied(output, copies: int = 1):
+def _copied(output: object, copies: int = 1) -> torch.Tensor | tuple[Any, ...]:
     """A copy of a layer output (a tensor, or a tuple led by one) with each row repeated ``copies`` times:
     in-place work downstream cannot alter the recorded one."""
 
@@ -270,13 +283,13 @@ class HookSession:
 
     def __init__(self, adapter: FamilyAdapter) -> None:
         self.adapter = adapter
-        self._handles: list = []
+        self._handles: list[RemovableHandle] = []
         self._replaced: list[nn.Module] = []
 
     def __enter__(self) -> HookSession:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -300,7 +313,9 @@ class HookSession:
             raise ValueError(f"unknown site {name!r}; sites: {', '.join(modules)}")
         return modules[name](layer)
 
-    def observe(self, module: nn.Module, function: Callable, *, before: bool = False, with_kwargs: bool = False):
+    def observe(
+        self, module: nn.Module, function: Callable[..., Any], *, before: bool = False, with_kwargs: bool = False
+    ) -> RemovableHandle:
         """Call ``function(module, args[, kwargs], output)`` after ``module`` runs, or ``function(module, args)``
         before it (its return value replaces the input, as a forward pre-hook's does). The one place
         hooks are registered."""
@@ -330,10 +345,10 @@ class HookSession:
         capture = Capture(self._layers(layers), final_norm, embedding)
         adapter, store = self.adapter, capture.store
 
-        def on_final_norm(module, args, output):
+        def on_final_norm(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             capture.extra["final_normed"][0] = _select(_hidden_from_output(output), last_token_only)
 
-        def on_first_layer_input(module, args, kwargs):
+        def on_first_layer_input(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             capture.extra["embedding"][0] = _select(adapter.first_positional(args, kwargs), last_token_only)
 
         if final_norm:
@@ -342,10 +357,12 @@ class HookSession:
             self.observe(adapter.layers()[0], on_first_layer_input, before=True, with_kwargs=True)
         for index in capture.layers:
 
-            def on_layer(module, args, output, index=index):
+            def on_layer(module: nn.Module, args: tuple[Any, ...], output: Any, index: int = index) -> None:
                 store["out"][index] = _select(_hidden_from_output(output), last_token_only)
 
-            def on_contribution(module, args, kwargs, output, index=index):
+            def on_contribution(
+                module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any, index: int = index
+            ) -> None:
                 store["contrib"][index] = _select(_hidden_from_output(output), last_token_only)
                 mlp_output = adapter.first_positional(args, kwargs)
                 # Only the selected positions' scale is kept, so only theirs is computed.
@@ -353,7 +370,7 @@ class HookSession:
                 if scale is not None:
                     store["scale"][index] = _select(scale, last_token_only)
 
-            def on_neurons(module, args, index=index):
+            def on_neurons(module: nn.Module, args: tuple[Any, ...], index: int = index) -> None:
                 store["acts"][index] = _select(args[0], last_token_only)
 
             self.observe(self.site(LAYER_OUTPUT, index), on_layer)
@@ -368,7 +385,7 @@ class HookSession:
         counts: dict[int, torch.Tensor] = {}
         mask = counted_positions.bool()
 
-        def count(module, args, output, index):
+        def count(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor, index: int) -> None:
             # The masked sum over tokens as a [1, tokens] x [tokens, d_mlp] product of 0/1 float32
             # values: half the time of a boolean and-then-sum, and exact, since a batch's count stays
             # far below float32's 2^24 integer limit.
@@ -417,8 +434,8 @@ class HookSession:
 
 # --- conditions as rows of one pass ---------------------------------------------------------------
 def last_token_states(
-    model, adapter: FamilyAdapter, batch: TokenizedBatch, prefix, edits: Sequence[NeuronEdit], *,
-    final_norm: bool = False,
+    model: PreTrainedModel, adapter: FamilyAdapter, batch: TokenizedBatch, prefix: Cache,
+    edits: Sequence[NeuronEdit], *, final_norm: bool = False,
 ) -> list[CapturedStates]:  # fmt: skip
     """Every layer's states at the last token of ``len(edits)`` copies of the batch, copy k under edit k,
     each continuing from its own copy of ``prefix`` (the cache of every token but the last), in one pass.
@@ -439,7 +456,9 @@ def last_token_states(
 
 # --- one-operation sessions, for the common cases ------------------------------------------------
 @contextmanager
-def capture_states(adapter: FamilyAdapter, layers: Sequence[int] | None = None, last_token_only: bool = True):
+def capture_states(
+    adapter: FamilyAdapter, layers: Sequence[int] | None = None, last_token_only: bool = True
+) -> Iterator[dict[str, CapturedStates]]:
     """A session that captures one pass; yields a dict that gets ``"states"`` (``CapturedStates``) on exit."""
     result: dict[str, CapturedStates] = {}
     with HookSession(adapter) as session:
@@ -452,7 +471,7 @@ def capture_states(adapter: FamilyAdapter, layers: Sequence[int] | None = None, 
 def scaled_neurons(
     adapter: FamilyAdapter, neurons_by_layer: Mapping[int, Sequence[int]], factor: float = 0.0,
     positions: str = "prompt",
-):  # fmt: skip
+) -> Iterator[HookSession]:  # fmt: skip
     """A session that multiplies the chosen neurons' activations by ``factor`` at ``positions``.
 
     Use one session per input: the first pass inside it is the prompt pass.

@@ -2,12 +2,13 @@
 
 ``AutoTokenizer.from_pretrained`` on Gemma 3's 262k-token ``tokenizer.json`` parses the file in
 Python, rebuilds the tokenizer from its vocabulary and merges and deep-copies thousands of added
-tokens: 6.5 s of every model job on the 2-core reference machine. The Rust tokenizer reads the same
-file itself in a fraction of that, and ``PreTrainedTokenizerFast`` wraps it with the special tokens
-of ``tokenizer_config.json``. The two are not the same code, so ``prepare_model`` compares them once
-per model, on every text of the built-in data (data/: corpora, QA set, multiple-choice tasks; 12,238
-distinct texts, every one encoded alike for Gemma 3 270M) and a fixed multi-script probe, and records
-in the manifest which one every job loads: ``fast`` where every encoding agrees, ``auto`` otherwise.
+tokens: 2.8-4.5 s of every model job on the 2-core reference machine (6.5 s with two jobs side by
+side). ``PreTrainedTokenizerFast(tokenizer_file=...)`` lets the Rust reader read the same file and
+adds the special tokens of ``tokenizer_config.json``: 1.0-1.2 s. The two are not the same code, so
+``prepare_model`` compares them once per model, on every text of the built-in data (data/: corpora,
+QA set, multiple-choice tasks; 12,238 distinct texts, every one encoded alike for Gemma 3 270M) and
+a fixed multi-script probe, and records in the manifest which one every job loads: ``fast`` where
+every encoding agrees, ``auto`` otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 log = logging.getLogger(__name__)
 
@@ -30,25 +35,28 @@ PROBE = (
 )  # fmt: skip
 
 
-def fast_tokenizer(directory: Path):
+def fast_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
     """The Rust tokenizer of ``directory/tokenizer.json`` wrapped with the special tokens of its
     ``tokenizer_config.json``."""
-    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
     directory = Path(directory)
     config_path = directory / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     special = {key: _token_text(config[key]) for key in SPECIAL_TOKEN_KEYS if config.get(key)}
-    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_file(str(directory / "tokenizer.json")), **special)
+    # A file, not a Tokenizer object: transformers deep-copies an object it is given (another 1.3 s
+    # for Gemma's 262k tokens), and reads a file with the Rust reader directly.
+    return PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"), **special)
 
 
-def _token_text(token) -> str:
+def _token_text(token: str | dict[str, Any]) -> str:
     """A special token as tokenizer_config.json writes it: a string, or an AddedToken's dict."""
     return token["content"] if isinstance(token, dict) else token
 
 
-def differing_lines(reference, candidate, lines: Iterable[str]) -> list[str]:
+def differing_lines(
+    reference: PreTrainedTokenizerBase, candidate: PreTrainedTokenizerBase, lines: Iterable[str]
+) -> list[str]:
     """The lines whose token ids (special tokens included) differ between two tokenizers."""
     return [line for line in lines if reference(line)["input_ids"] != candidate(line)["input_ids"]]
 
@@ -73,7 +81,7 @@ def probe_lines(files: Sequence[Path]) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def _strings(value) -> list[str]:
+def _strings(value: object) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
@@ -83,7 +91,7 @@ def _strings(value) -> list[str]:
     return []
 
 
-def chosen_loader(directory: Path, reference, lines: Sequence[str]) -> dict:
+def chosen_loader(directory: Path, reference: PreTrainedTokenizerBase, lines: Sequence[str]) -> dict[str, Any]:
     """The manifest's record of which tokenizer loader every job uses, after comparing the fast one with
     ``reference`` (the ``AutoTokenizer``) on ``lines``."""
     if not (Path(directory) / "tokenizer.json").is_file():
@@ -96,7 +104,7 @@ def chosen_loader(directory: Path, reference, lines: Sequence[str]) -> dict:
     return {"loader": FAST, "lines_compared": len(lines)}
 
 
-def load_tokenizer(directory: Path, record: dict | None, trust_remote_code: bool):
+def load_tokenizer(directory: Path, record: dict[str, Any] | None, trust_remote_code: bool) -> PreTrainedTokenizerBase:
     """The tokenizer a job uses: the fast one where ``prepare_model`` found it exact, else ``AutoTokenizer``."""
     if record is not None and record.get("loader") == FAST:
         return fast_tokenizer(directory)

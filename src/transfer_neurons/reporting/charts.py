@@ -8,11 +8,15 @@ vl-convert) and as the Vega-Lite JSON.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import GROUP_ORDER, NEURON_TYPES
 
-alt = lazy_import("altair")  # the Snakefile reads the figure registry, which refers to these functions
+if TYPE_CHECKING:
+    import altair as alt
+else:
+    alt = lazy_import("altair")  # the Snakefile reads the figure registry, which refers to these functions
 
 # One colour per condition group, in GROUP_ORDER.
 GROUP_COLOURS = [
@@ -21,17 +25,17 @@ GROUP_COLOURS = [
 TYPE_COLOURS = ["#1b9e77", "#d95f02"]
 
 
-def type_scale():
+def type_scale() -> alt.Scale:
     return alt.Scale(domain=list(NEURON_TYPES), range=TYPE_COLOURS)
 
 
-def group_colour():
+def group_colour() -> alt.Color:
     """Colour by condition group, in ``GROUP_ORDER``."""
     return alt.Color("group:N", scale=alt.Scale(domain=GROUP_ORDER, range=GROUP_COLOURS), sort=GROUP_ORDER,
                      title="condition")  # fmt: skip
 
 
-def layer_axis():
+def layer_axis() -> alt.X:
     return alt.X("layer:Q", title="layer", axis=alt.Axis(tickMinStep=1, format="d"))
 
 
@@ -42,6 +46,6 @@ def save_chart(chart: alt.TopLevelMixin, png_path: Path, json_path: Path) -> Non
     chart.save(str(png_path), format="png", scale_factor=2)
 
 
-def legend_filter(field: str):
+def legend_filter(field: str) -> alt.Parameter:
     """A selection bound to the legend: clicking a legend entry keeps that entry's marks in full colour."""
     return alt.selection_point(fields=[field], bind="legend")

@@ -33,16 +33,20 @@ Nothing here is written by hand: change a number in a table and the verdict foll
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
 
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import BASELINE_KINDS
-from transfer_neurons.reporting.registry import CLAIMS, ClaimSettings, FigureContext, Tables
+from transfer_neurons.reporting.registry import CLAIMS, Claim, ClaimSettings, FigureContext, Tables
 from transfer_neurons.reporting.summaries import main_conditions
 
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 PARTLY, NOT_MEASURED = "partly supported", "not measured"
@@ -110,6 +114,8 @@ def interval(value: float, low: float, high: float) -> str:
 
 def oriented(case: Case, side: int) -> tuple[float, float, float]:
     """(estimate, low, high) turned so that the predicted side is positive."""
+    # Only cases ``undecidable_reason`` lets through come here.
+    assert case.estimate is not None and case.ci_low is not None and case.ci_high is not None
     ends = sorted((side * case.ci_low, side * case.ci_high))
     return side * case.estimate, ends[0], ends[1]
 
@@ -137,7 +143,8 @@ def case_verdict(case: Case, settings: ClaimSettings) -> tuple[str, str]:
     if high < 0:
         return CONTRADICTED, "the interval excludes 0 on the other side"
     if high < sesoi:
-        if minimum_detectable_effect(case) <= sesoi:
+        mde = minimum_detectable_effect(case)  # not None: the case has an interval
+        if mde is not None and mde <= sesoi:
             small = "an effect on the predicted side, but " if low > 0 else ""
             return CONTRADICTED, f"{small}the interval excludes every effect as large as {sesoi:g}"
         return INCONCLUSIVE, f"the interval excludes effects of {sesoi:g}, but the MDE exceeds {sesoi:g}"
@@ -198,9 +205,11 @@ def judge(cases: Sequence[Case], settings: ClaimSettings) -> list[Judgement]:
             continue
         p_zero, p_small = p_values(case, settings)
         judged.append(Judgement(case, verdict, reason, p_zero, p_small, minimum_detectable_effect(case)))
-    tested = [index for index, judgement in enumerate(judged) if judgement.p_zero is not None]
-    zero = dict(zip(tested, holm_adjusted([judged[index].p_zero for index in tested]), strict=True))
-    small = dict(zip(tested, holm_adjusted([judged[index].p_small for index in tested]), strict=True))
+    # p_values gives both or neither.
+    tested_zero = {index: judgement.p_zero for index, judgement in enumerate(judged) if judgement.p_zero is not None}
+    tested_small = {index: judgement.p_small for index, judgement in enumerate(judged) if judgement.p_small is not None}
+    zero = dict(zip(tested_zero, holm_adjusted(list(tested_zero.values())), strict=True))
+    small = dict(zip(tested_small, holm_adjusted(list(tested_small.values())), strict=True))
     result = []
     for index, judgement in enumerate(judged):
         holm = INCONCLUSIVE
@@ -260,7 +269,7 @@ def sizes(judgements: Sequence[Judgement], unit: str) -> str:
     return f"{low} {unit}" if low == high else f"{low}-{high} {unit}"
 
 
-def claim_row(claim, settings: ClaimSettings, finding: Finding | None) -> dict:
+def claim_row(claim: Claim, settings: ClaimSettings, finding: Finding | None) -> dict:
     """The claims table's row of one claim."""
     row = {"claim": claim.name, "statement": claim.statement, "source": claim.source,
            "effect": settings.effect, "side": "above 0" if settings.side > 0 else "below 0",
@@ -329,7 +338,9 @@ def control_name(kind: str) -> str:
     return kind.replace("_", "-")
 
 
-def contrast_cases(rows: pl.DataFrame, case_keys: Sequence[str], label=None) -> Finding | None:
+def contrast_cases(
+    rows: pl.DataFrame, case_keys: Sequence[str], label: Callable[[tuple[Any, ...]], str] | None = None
+) -> Finding | None:
     """One case per value of ``case_keys`` from rows of a contrast table (``summaries.CONTRAST_COLUMNS``:
     ``baseline``, ``difference``, ``ci_low``, ``ci_high``, ``n``, optionally ``n_seeds``): the strictest
     control present decides; every other control's difference is shown beside it.
@@ -339,6 +350,8 @@ def contrast_cases(rows: pl.DataFrame, case_keys: Sequence[str], label=None) -> 
     if rows.height == 0:
         return None
     control = strictest_control(rows)
+    if control is None:  # no baseline this claim can be judged against: not measured
+        return None
     label = label or (lambda values: " ".join(str(value) for value in values))
     cases = []
     for key_values, part in rows.sort(*case_keys).group_by(*case_keys, maintain_order=True):
@@ -357,7 +370,7 @@ def contrast_cases(rows: pl.DataFrame, case_keys: Sequence[str], label=None) -> 
     return Finding(f"{control_name(control)} sets", tuple(cases))
 
 
-def contrast_finding(tables: Tables, analyses, neuron_type: str) -> Finding | None:
+def contrast_finding(tables: Tables, analyses: pl.Expr, neuron_type: str) -> Finding | None:
     """Transfer minus each control of ``baseline_contrasts``, per language (and analysis), the strictest
     control deciding.
 

@@ -17,16 +17,20 @@ from __future__ import annotations
 import html
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from string import Template
+from typing import TYPE_CHECKING, Any
 
 from transfer_neurons.data.tidy import read_tables
 from transfer_neurons.lazy import lazy_import
 
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")
 log = logging.getLogger(__name__)
 
 ASSETS = "neuron_browser_assets"
@@ -148,7 +152,7 @@ def page_neurons(index: pl.DataFrame, max_pages: int | None) -> pl.DataFrame:
 
 def layer_neighbours(pages: pl.DataFrame) -> dict[tuple[int, int], tuple[tuple[int, int] | None, ...]]:
     """(layer, neuron) -> (previous, next) neuron with a page in the same layer, by neuron index."""
-    neighbours = {}
+    neighbours: dict[tuple[int, int], tuple[tuple[int, int] | None, ...]] = {}
     for (layer,), group in pages.sort("layer", "neuron").group_by("layer", maintain_order=True):
         units = group["neuron"].to_list()
         for position, unit in enumerate(units):
@@ -182,16 +186,16 @@ def language_spread(top: pl.DataFrame, n_languages: int) -> dict[tuple[str, str]
 # --- HTML pieces -----------------------------------------------------------------------------------
 
 
-def esc(value) -> str:
+def esc(value: object) -> str:
     """Text for HTML content and quoted attributes: <, >, &, " and ' escaped."""
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def is_missing(value) -> bool:
+def is_missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def number(value, digits: int = 4) -> str:
+def number(value: Any, digits: int = 4) -> str:
     """A number to show: ``digits`` significant digits; an em dash where there is none."""
     if is_missing(value):
         return "—"
@@ -200,7 +204,7 @@ def number(value, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def cell(value, text: str | None = None, numeric: bool = False) -> str:
+def cell(value: Any, text: str | None = None, numeric: bool = False) -> str:
     """A table cell; numeric cells carry their exact value in data-v for sorting."""
     shown = number(value) if text is None else text
     if numeric:
@@ -230,7 +234,7 @@ def type_label(neuron_type: str) -> str:
 
 
 def bar_chart_svg(
-    labels: Sequence[str], values: Sequence[float], *, title: str, axis_title: str = "", value_digits: int = 3
+    labels: Sequence[str], values: Sequence[float | None], *, title: str, axis_title: str = "", value_digits: int = 3
 ) -> str:
     """Vertical bars from a zero line (negative values point down), one ``rect.bar`` per value, with the
     value above (below) each bar and its label under the plot. A missing value draws no bar."""
@@ -238,7 +242,7 @@ def bar_chart_svg(
     plot_top, plot_height = 20, 130
     width = left + slot * len(labels) + 10
     height = plot_top + plot_height + (48 if axis_title else 32)
-    finite = [float(v) for v in values if not is_missing(v)] or [0.0]
+    finite = [float(v) for v in values if v is not None and not is_missing(v)] or [0.0]
     top, bottom = max(max(finite), 0.0), min(min(finite), 0.0)
     span = (top - bottom) or 1.0
 
@@ -254,7 +258,7 @@ def bar_chart_svg(
     for index, (label, value) in enumerate(zip(labels, values, strict=True)):
         x = left + slot * index
         middle = x + bar_width / 2
-        if not is_missing(value):
+        if value is not None and not is_missing(value):
             y_value, shown = y_of(float(value)), esc(number(value, value_digits))
             y, bar_height = min(y_value, zero), max(abs(y_value - zero), 0.5)
             negative = float(value) < 0
@@ -342,7 +346,7 @@ def top_sentences(tokens: pl.DataFrame, text_language: str) -> list[pl.DataFrame
     rows = tokens.filter(pl.col("text_language") == text_language)
     if rows.is_empty():
         return []
-    k = int(rows["sentence_rank"].max())
+    k = int(rows["sentence_rank"].max())  # type: ignore[arg-type]  # polars types it as any Python value
     peak = pl.col("peak_activation")
     key = pl.when(pl.col("ranked_by") == "max_abs").then(peak.abs()).otherwise(peak).alias("key")
     sentences = (
@@ -365,7 +369,8 @@ def sentences_section(tokens: pl.DataFrame, text_languages: Sequence[str]) -> st
     shown = {lang: top_sentences(tokens, lang) for lang in text_languages}
     # One colour scale per page, over text tokens (special tokens such as BOS can dwarf them).
     text_tokens = tokens.filter(~pl.col("special"))["activation"]
-    scale = float(text_tokens.abs().max()) if text_tokens.len() else 1.0
+    # polars types a Series aggregate as any Python value (here a number): hence the ignore.
+    scale = float(text_tokens.abs().max()) if text_tokens.len() else 1.0  # type: ignore[arg-type]
     ranking = (
         "the largest activation in magnitude, either sign"
         if tokens["ranked_by"][0] == "max_abs"
@@ -554,7 +559,7 @@ def neuron_page(
 
 
 def filters_html(index: pl.DataFrame, languages: Sequence[str]) -> str:
-    def choices(name: str, label: str, values) -> str:
+    def choices(name: str, label: str, values: Iterable[object]) -> str:
         options = "".join(f"<option value='{esc(value)}'>{esc(value)}</option>" for value in values)
         return f"<label>{esc(label)} <select name='{esc(name)}'><option value=''>all</option>{options}</select></label>"
 
@@ -617,7 +622,9 @@ def overlap_section(top: pl.DataFrame, languages: Sequence[str]) -> str:
     return f"<div class='charts'>{''.join(figures)}</div>"
 
 
-def index_page(data: BrowserData, index: pl.DataFrame, pages: pl.DataFrame, assets: Assets, settings: BrowserSettings):
+def index_page(
+    data: BrowserData, index: pl.DataFrame, pages: pl.DataFrame, assets: Assets, settings: BrowserSettings
+) -> str:
     n_neurons = index.select("layer", "neuron").n_unique()
     cap = "every one" if settings.max_pages is None else f"at most {settings.max_pages}"
     summary = (

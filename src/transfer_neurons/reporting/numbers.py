@@ -7,10 +7,16 @@ with their CIs where there are any.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import NORMAL, ConditionKind, NeuronType, condition_group
 
-pl = lazy_import("polars")  # the Snakefile reads the figure registry, which refers to these functions
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")  # the Snakefile reads the figure registry, which refers to these functions
 
 # The groups a compact table shows, in this order (baselines of Type-1 only: the paper's contrast).
 SHOWN_GROUPS = [
@@ -21,14 +27,14 @@ SHOWN_GROUPS = [
 ]
 
 
-def with_interval(value: str, low: str, high: str, digits: int = 3):
+def with_interval(value: str, low: str, high: str, digits: int = 3) -> pl.Expr:
     """A string column ``value [low, high]``."""
     return pl.format(
         "{} [{}, {}]", *(pl.col(column).round(digits).cast(pl.String) for column in (value, low, high))
     ).alias(value)
 
 
-def by_group(frame: pl.DataFrame, index: list[str], value: str, groups=SHOWN_GROUPS) -> pl.DataFrame:
+def by_group(frame: pl.DataFrame, index: list[str], value: str, groups: Sequence[str] = SHOWN_GROUPS) -> pl.DataFrame:
     """Rows ``index``, one column per condition group in ``groups`` order (those present)."""
     present = [group for group in groups if group in set(frame["group"].to_list())]
     wide = frame.filter(pl.col("group").is_in(present)).pivot(on="group", index=index, values=value)

@@ -17,7 +17,7 @@ Scopes: a ``detector`` figure is drawn per model and detector
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -114,6 +114,8 @@ class Figure:
         """The table the chart draws."""
         if self.prepare is not None:
             return self.prepare(results, context)
+        if self.table is None:
+            raise ValueError(f"figure {self.name!r} names neither a table nor a prepare function")
         return TABLES[self.table].build(results, context.settings)
 
     def title_for(self, results: Results, context: FigureContext) -> str:
@@ -161,7 +163,7 @@ FIGURES: Registry[Figure] = Registry("figure")
 CLAIMS: Registry[Claim] = Registry("claim")
 
 
-def available(entry, n_detectors: int, parts: frozenset[str]) -> bool:
+def available(entry: SummaryTable | Figure, n_detectors: int, parts: frozenset[str]) -> bool:
     """Whether a table or figure is made when ``n_detectors`` detectors and the optional ``parts`` run."""
     return n_detectors >= entry.min_detectors and (entry.requires is None or entry.requires in parts)
 
@@ -178,6 +180,6 @@ def tables_of(n_detectors: int, parts: frozenset[str] = frozenset()) -> list[str
     return [table.name for table in TABLES.values() if available(table, n_detectors, parts)]
 
 
-def table_inputs(names) -> list[str]:
+def table_inputs(names: Iterable[str]) -> list[str]:
     """The result names the given tables read, each once."""
     return list(dict.fromkeys(result for name in names for result in TABLES[name].inputs))

@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.reporting import analyses  # noqa: F401  (registers every figure)
@@ -37,7 +38,10 @@ from transfer_neurons.reporting.claims import (
 )
 from transfer_neurons.reporting.registry import DETECTOR_SCOPE, FIGURES, FigureContext
 
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")
 
 # CSS classes of the verdicts ("partly supported (2 of 4)" by its start).
 VERDICT_CLASSES = {
@@ -120,7 +124,7 @@ def table_html(frame: pl.DataFrame, digits: int = 3, css_class: str = "") -> str
     return f"<table{attribute}><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def without_nan(value):
+def without_nan(value: object) -> object:
     """``value`` with every NaN or infinite float replaced by None (null in JSON)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -142,7 +146,7 @@ def verdict_html(verdict: str | None) -> str:
     return f"<span class='verdict {css}'>{html.escape(verdict)}</span>"
 
 
-def text(value) -> str:
+def text(value: object) -> str:
     return "" if value is None else html.escape(str(value))
 
 
@@ -275,33 +279,36 @@ def model_sections(
     return toc, sections
 
 
-def provenance_html(facts: Mapping[str, object]) -> str:
+def provenance_html(facts: Mapping[str, Any], provenance_file: str) -> str:
+    """The page's provenance: what two runs of one commit share (config, weights and data digests,
+    precision), and a link to ``provenance_file`` with what each run has of its own (date, commit,
+    machine, packages, model locations), so that the page itself is the same from run to run."""
     models = "".join(
-        f"<li>{html.escape(name)}: {html.escape(model['source'])} at {html.escape(model['location'])}, "
+        f"<li>{html.escape(name)}: {html.escape(model['source'])}, "
         f"weights SHA-256 <code>{html.escape(model['weights_sha256'])}</code></li>"
         for name, model in facts["models"].items()
     )
     data = "".join(f"<li>{html.escape(path)}: <code>{digest}</code></li>" for path, digest in facts["data"].items())
-    packages = ", ".join(f"{name} {version}" for name, version in facts["packages"].items())
-    machine = ", ".join(f"{key} {value}" for key, value in facts["machine"].items())
     precision = ", ".join(f"{key} {value}" for key, value in facts.get("precision", {}).items())
+    link = html.escape(provenance_file)
     return (
         "<footer id='provenance'><h2>Provenance</h2>"
-        f"<p>Made {html.escape(facts['date'])} from commit <code>{html.escape(facts['commit'])}</code>; config "
-        f"SHA-256 <code>{facts['config_sha256']}</code>.</p><p>Models:</p><ul>{models}</ul>"
+        f"<p>Config SHA-256 <code>{facts['config_sha256']}</code>.</p><p>Models:</p><ul>{models}</ul>"
         f"<p>Precision and reading (runtime): {html.escape(precision)}.</p>"
-        f"<p>Data files (SHA-256):</p><ul>{data}</ul><p>Packages: {html.escape(packages)}.</p>"
-        f"<p>Machine: {html.escape(machine)}.</p></footer>"
+        f"<p>Data files (SHA-256):</p><ul>{data}</ul>"
+        f"<p>This run's date, commit, machine, packages and model locations: <a href='{link}'>{link}</a>.</p>"
+        "</footer>"
     )
 
 
 def write_report(
     output: Path, models: Mapping[str, tuple[list[tuple[str, str]], list[str]]], provenance: Mapping[str, object],
     *, title: str = "Transfer neurons report", overview: tuple[str, str, str] | None = None,
-    links: Sequence[tuple[str, str]] = (),
+    links: Sequence[tuple[str, str]] = (), provenance_file: str = "provenance.json",
 ) -> None:  # fmt: skip
     """Write the page from each model's table-of-contents entries and sections, after ``overview``
-    (``comparison_section``'s id, heading and HTML) where there is one."""
+    (``comparison_section``'s id, heading and HTML) where there is one; the footer links
+    ``provenance_file`` (its path from the page), where the run's own facts are."""
     import vl_convert
 
     entries = [(overview[0], overview[1])] if overview else []
@@ -317,10 +324,11 @@ def write_report(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{html.escape(title)}</title><style>{STYLE}</style>"
-        f"<script>{vl_convert.javascript_bundle()}</script></head><body>"
+        # vl-convert's stub makes ``snippet`` required; the function has a default.
+        f"<script>{vl_convert.javascript_bundle()}</script></head><body>"  # type: ignore[call-arg]
         f"<header><h1>{html.escape(title)}</h1><p>Models: {names}. The Transfer Neurons Hypothesis (Tezuka &amp; "
         "Inoue, EMNLP 2025), tested on this run.</p></header>"
         f"<main><nav><h2>Contents</h2>{toc}<a href='#provenance'>provenance</a></nav>{body}</main>"
-        f"{provenance_html(provenance)}<script>{SCRIPT}</script></body></html>",
+        f"{provenance_html(provenance, provenance_file)}<script>{SCRIPT}</script></body></html>",
         encoding="utf-8",
     )

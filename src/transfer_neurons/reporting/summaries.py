@@ -7,11 +7,16 @@ in its module under ``reporting.analyses``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.evaluation.statistics import bootstrap_mean_ci
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import BASELINE_KINDS, GROUP_ORDER, NEURON_TYPES, condition_group
 
-pl = lazy_import("polars")  # the Snakefile reads the registries that refer to these functions
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")  # the Snakefile reads the registries that refer to these functions
 
 
 def with_group(frame: pl.DataFrame) -> pl.DataFrame:
@@ -32,12 +37,12 @@ def main_conditions(frame: pl.DataFrame, main_label: str) -> pl.DataFrame:
     return frame.filter(pl.col("top_n_label").is_null() | (pl.col("top_n_label") == str(main_label)))
 
 
-def group_order():
+def group_order() -> pl.Expr:
     """A sort expression that puts condition groups in ``GROUP_ORDER`` (others last)."""
     return pl.col("group").replace_strict(GROUP_ORDER, list(range(len(GROUP_ORDER))), default=99)
 
 
-def seed_averaged(frame: pl.DataFrame, main_label: str, keys: list[str], unit: str, values: list[str]):
+def seed_averaged(frame: pl.DataFrame, main_label: str, keys: list[str], unit: str, values: list[str]) -> pl.DataFrame:
     """Per key, condition group and unit: the values averaged over a baseline's seeds."""
     grouped = with_group(main_conditions(frame, main_label))
     return grouped.group_by(*keys, "group", unit).agg(pl.col(value).mean() for value in values)
@@ -67,9 +72,10 @@ def paired_contrasts(per_unit: pl.DataFrame, keys: list[str], unit: str, value: 
                     continue
                 difference = transfer[value].to_numpy() - baseline[value].to_numpy()
                 mean, low, high = bootstrap_mean_ci(difference, resamples)
+                # polars types a Series aggregate as any Python value (here a number): hence the ignores.
                 rows.append({**dict(zip(keys, key_values, strict=True)), "neuron_type": neuron_type,
-                             "baseline": baseline_kind, "transfer": float(transfer[value].mean()),
-                             "baseline_value": float(baseline[value].mean()), "difference": mean, "ci_low": low,
+                             "baseline": baseline_kind, "transfer": float(transfer[value].mean()),  # type: ignore[arg-type]
+                             "baseline_value": float(baseline[value].mean()), "difference": mean, "ci_low": low,  # type: ignore[arg-type]
                              "ci_high": high, "n": transfer.height})  # fmt: skip
     table = pl.DataFrame(rows, infer_schema_length=None)
     return table.sort(*keys, "neuron_type", "baseline") if table.height else table

@@ -22,7 +22,9 @@ per-token ``1 / rms(m)`` of the un-normed MLP output ``m``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,6 +57,9 @@ class FamilyAdapter:
     family: str = ""
     gated_mlp: bool = True
     norm_after_mlp: bool = False
+    # Typed Any: the native submodules and config fields the methods below read are attributes set at run time.
+    model: Any
+    config: Any
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -70,7 +75,8 @@ class FamilyAdapter:
         )
 
     # --- native module paths (override per family) ---------------------------------
-    def layers(self) -> nn.ModuleList:
+    def layers(self) -> Any:
+        """The decoder layers (an ``nn.ModuleList``; typed Any, as its items' submodules are native attributes)."""
         return self.model.model.layers
 
     def down_projection(self, layer_index: int) -> nn.Linear:
@@ -135,14 +141,19 @@ class FamilyAdapter:
         """
         return None
 
-    def first_positional(self, args: tuple, kwargs: dict) -> torch.Tensor:
+    def first_positional(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
         """The contribution module's main input (hidden states), wherever it was passed."""
         if args:
             return args[0]
-        return kwargs.get("hidden_states", kwargs.get("x"))
+        if "hidden_states" in kwargs:
+            return kwargs["hidden_states"]
+        return kwargs["x"]
 
 
-def effective_activations(neuron_activations, write_scale):
+Values = TypeVar("Values", np.ndarray, torch.Tensor)
+
+
+def effective_activations(neuron_activations: Values, write_scale: Values) -> Values:
     """Activations times the per-token write scale: the coefficients of the write vectors.
 
     ``neuron_activations`` [..., d_mlp] and ``write_scale`` [...] (numpy or torch) -> [..., d_mlp].

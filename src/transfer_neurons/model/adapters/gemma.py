@@ -7,6 +7,8 @@ layer adds ``norm(m) = m / rms(m) * (1 + g)`` where ``m`` is the MLP output. Wri
 ``(1 + g) * w_i`` and ``1 / rms(m)`` is a per-token write scale.
 """
 
+from typing import Any
+
 import torch
 
 from transfer_neurons.model.adapters.base import FamilyAdapter
@@ -16,7 +18,7 @@ class GemmaAdapter(FamilyAdapter):
     family = "gemma"
     norm_after_mlp = True
 
-    def contribution_module(self, layer_index: int):
+    def contribution_module(self, layer_index: int) -> Any:  # the family's RMSNorm: ``weight``, ``eps``
         return self.layers()[layer_index].post_feedforward_layernorm
 
     def write_vectors(self, layer_index: int) -> torch.Tensor:

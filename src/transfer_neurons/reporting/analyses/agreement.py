@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.reporting.numbers import rounded
 from transfer_neurons.reporting.registry import FIGURES, MODEL_SCOPE, RESULTS, TABLES, Figure, ResultFile, SummaryTable
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("agreement", "detector_agreement", "table"))
 
@@ -24,7 +30,11 @@ def agreement_summary(agreement: pl.DataFrame, main_label: str) -> pl.DataFrame:
 
 def detector_agreement_chart(agreement: pl.DataFrame, title: str) -> alt.FacetChart:
     """Per layer: the reference detector's top-N neurons and how many each other detector shares."""
-    reference = agreement.group_by("language", "neuron_type", "layer").agg(pl.col("n_reference").first().alias("value"))
+    reference = (
+        agreement.group_by("language", "neuron_type", "layer")
+        .agg(pl.col("n_reference").first().alias("value"))
+        .sort("language", "neuron_type", "layer")  # the spec's rows in one order from run to run
+    )
     shared = agreement.select(
         "language",
         "neuron_type",

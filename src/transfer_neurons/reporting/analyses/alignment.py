@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import ACTIVATION_COSINE, NORMAL, PAIRINGS, STATE_COSINE, NeuronType, cosine_metric
 from transfer_neurons.reporting.charts import group_colour, layer_axis, legend_filter
@@ -26,8 +28,12 @@ from transfer_neurons.reporting.registry import (
 )
 from transfer_neurons.reporting.summaries import main_conditions, paired_contrasts, seed_averaged, with_group
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("states", "evaluate_states", "metrics"))
 RESULTS.register(ResultFile("state_pairs", "evaluate_states", "pairs"))
@@ -103,7 +109,7 @@ def metric_lines(frame: pl.DataFrame, y_title: str) -> alt.LayerChart:
                                                         alt.Tooltip("mean:Q", format=".3f")])
         .add_params(chosen)
     )  # fmt: skip
-    return alt.layer(band, line, data=frame)
+    return alt.layer(band, line, data=frame)  # type: ignore[return-value]  # no facet encoding: a LayerChart
 
 
 def knn_chart(by_group_table: pl.DataFrame, title: str) -> alt.FacetChart:

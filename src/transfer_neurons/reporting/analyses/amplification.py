@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from transfer_neurons.evaluation.statistics import bootstrap_mean_ci
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import NORMAL, ConditionKind, NeuronType, condition_group
@@ -24,8 +27,12 @@ from transfer_neurons.reporting.registry import (
 )
 from transfer_neurons.reporting.summaries import seed_averaged
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("amplification", "evaluate_amplification", "values"))
 
@@ -75,7 +82,7 @@ def amplification_contrasts(values: pl.DataFrame, main_label: str, resamples: in
     return pl.DataFrame(rows, schema=columns if not rows else None).sort(*KEYS, "neuron_type", "factor")
 
 
-def sweep_chart(measure: str):
+def sweep_chart(measure: str) -> Callable[[pl.DataFrame, str], alt.FacetChart]:
     """The chart of one measure: its mean against the factor, a line per neuron set, with the CI as a band."""
 
     def chart(summary: pl.DataFrame, title: str) -> alt.FacetChart:
@@ -98,7 +105,7 @@ def sweep_chart(measure: str):
     return chart
 
 
-def sweep_numbers(measure: str):
+def sweep_numbers(measure: str) -> Callable[[Tables, FigureContext], pl.DataFrame]:
     def numbers(tables: Tables, context: FigureContext) -> pl.DataFrame:
         contrasts = tables["amplification_contrasts"].filter(pl.col("measure") == measure)
         return rounded(contrasts.select("language", "neuron_type", "factor", "transfer", "control", "difference",

@@ -7,6 +7,8 @@ another language, or unidentified (counted apart).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import NeuronType
 from transfer_neurons.reporting.claims import contrast_finding
@@ -27,8 +29,12 @@ from transfer_neurons.reporting.registry import (
 )
 from transfer_neurons.reporting.summaries import group_order, main_conditions, paired_contrasts, with_group
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 CLASS_COLOURS = {"question_language": "#1b9e77", "english": "#d95f02", "other": "#7570b3", "unidentified": "#bbbbbb"}
 CONTRAST_LABEL = "answers in the question's language"

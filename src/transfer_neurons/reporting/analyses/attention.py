@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import NORMAL, NeuronType
 from transfer_neurons.reporting.claims import contrast_finding
@@ -24,8 +26,12 @@ from transfer_neurons.reporting.registry import (
 )
 from transfer_neurons.reporting.summaries import paired_contrasts, seed_averaged
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("attention", "evaluate_attention", "shifts"))
 RESULTS.register(ResultFile("attention_sentences", "evaluate_attention", "sentences"))

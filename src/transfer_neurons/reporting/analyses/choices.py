@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.evaluation.statistics import bootstrap_mean_ci
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import GROUP_ORDER
@@ -22,8 +24,12 @@ from transfer_neurons.reporting.registry import (
 )
 from transfer_neurons.reporting.summaries import group_order, paired_contrasts, seed_averaged
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("choices", "evaluate_choices", "scores"))
 

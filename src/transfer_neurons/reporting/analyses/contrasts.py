@@ -6,6 +6,8 @@ Each row also says how many seeds its baseline was averaged over (``n_seeds``, f
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import NeuronType
 from transfer_neurons.reporting.charts import type_scale
@@ -25,8 +27,12 @@ from transfer_neurons.reporting.registry import (
 )
 from transfer_neurons.reporting.summaries import CONTRAST_COLUMNS
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 
 def baseline_contrasts(results: Results, settings: FigureSettings) -> pl.DataFrame:

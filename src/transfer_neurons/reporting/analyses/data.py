@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.reporting.registry import RESULTS, TABLES, ResultFile, SummaryTable
 
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("dropped_pairs", "prepare_corpus", "dropped"))
 RESULTS.register(ResultFile("detection_pairs", "dump_activations", "pairs"))

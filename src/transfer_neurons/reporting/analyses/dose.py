@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import KNN_PREFIX, ConditionKind
 from transfer_neurons.reporting.numbers import rounded
 from transfer_neurons.reporting.registry import FIGURES, MODEL_SCOPE, TABLES, Figure, SummaryTable
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 DOSE_KINDS = [ConditionKind.TRANSFER.value, ConditionKind.RANDOM.value]  # the kinds the N sweep runs
 QA_PREFIX = "mkqa_f1_"

@@ -9,6 +9,9 @@ it more than training as many magnitude-matched (or random) neurons does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from transfer_neurons.evaluation.finetune_sets import (
     BASE_SET,
     EVALUATED_SETS,
@@ -37,8 +40,12 @@ from transfer_neurons.reporting.registry import (
     Tables,
 )
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("finetune", "evaluate_finetuned", "measures"))
 
@@ -96,7 +103,7 @@ def paired_values(measures: pl.DataFrame, first: str, second: str) -> pl.DataFra
     return joined.sort(*KEYS, "unit_id")
 
 
-def in_order(table: pl.DataFrame, set_columns=("neuron_set",)) -> pl.DataFrame:
+def in_order(table: pl.DataFrame, set_columns: Sequence[str] = ("neuron_set",)) -> pl.DataFrame:
     """Rows by model, language, measure (``MEASURE_UNITS`` order) and set (``EVALUATED_SETS`` order; then by
     each further column of ``set_columns``)."""
     measures, sets = list(MEASURE_UNITS), list(EVALUATED_SETS)
@@ -116,7 +123,7 @@ def finetune_summary(measures: pl.DataFrame, resamples: int) -> pl.DataFrame:
         row = dict(zip([*KEYS, "neuron_set"], keys, strict=True))
         mean, low, high = bootstrap_mean_ci(part["value"].to_numpy(), resamples)
         paired = part.filter(pl.col("base").is_not_null())
-        change = (None, None, None)
+        change: tuple[float | None, ...] = (None, None, None)
         if row["neuron_set"] != BASE_SET and paired.height:
             change = bootstrap_mean_ci((paired["value"] - paired["base"]).to_numpy(), resamples)
         rows.append({**row, "unit": part["unit"][0], "trainable_parameters": int(part["trainable_parameters"][0]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import GROUP_ORDER
 from transfer_neurons.reporting.charts import group_colour
@@ -19,8 +21,12 @@ from transfer_neurons.reporting.registry import (
 )
 from transfer_neurons.reporting.summaries import group_order, with_group
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("harness", "evaluate_harness", "tables"))
 

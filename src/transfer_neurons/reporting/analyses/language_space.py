@@ -3,6 +3,8 @@ number of directions each language's states span (SVD)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.reporting.numbers import rounded
 from transfer_neurons.reporting.registry import (
@@ -17,8 +19,12 @@ from transfer_neurons.reporting.registry import (
     Tables,
 )
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("language_space", "language_space", "similarity"))
 RESULTS.register(ResultFile("language_pca", "language_space", "pca"))
@@ -38,9 +44,10 @@ def language_space_summary(similarity: pl.DataFrame) -> pl.DataFrame:
     for (condition,), part in cross.group_by("condition", maintain_order=True):
         values = dict(zip(part["layer"], part["cosine"], strict=True))
         decoder = {layer: value for layer, value in values.items() if layer >= 0}  # -1: the embedding output
+        # polars types a Series aggregate (``last``) as any Python value (here an int): hence the ignore.
         rows.append({"condition": condition, "embedding": values.get(-1), "first_layer": values[0],
-                     "middle_layer": values[last // 2], "last_layer": values[last],
-                     "peak_layer": max(decoder, key=decoder.get)})  # fmt: skip
+                     "middle_layer": values[last // 2], "last_layer": values[last],  # type: ignore[operator]
+                     "peak_layer": max(decoder, key=decoder.__getitem__)})  # fmt: skip
     return pl.DataFrame(rows, schema_overrides={"embedding": pl.Float64})
 
 
@@ -94,9 +101,10 @@ def language_svd_summary(dimensions: pl.DataFrame) -> pl.DataFrame:
     for (language, threshold), part in dimensions.group_by("language", "threshold", maintain_order=True):
         values = dict(zip(part["layer"], part["components"], strict=True))
         decoder = {layer: count for layer, count in sorted(values.items()) if layer >= 0}
-        fewest = min(decoder, key=decoder.get)
+        fewest = min(decoder, key=decoder.__getitem__)
+        # polars types a Series aggregate (``last``) as any Python value (here an int): hence the ignore.
         rows.append({"language": language, "threshold": threshold, "sentences": part["sentences"].max(),
-                     "embedding": values.get(-1), "first_layer": values[0], "middle_layer": values[last // 2],
+                     "embedding": values.get(-1), "first_layer": values[0], "middle_layer": values[last // 2],  # type: ignore[operator]
                      "last_layer": values[last], "fewest": decoder[fewest], "fewest_layer": fewest})  # fmt: skip
     return pl.DataFrame(rows, schema_overrides={"embedding": pl.Int64})
 

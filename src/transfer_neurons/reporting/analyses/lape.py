@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.reporting.numbers import rounded
 from transfer_neurons.reporting.registry import (
@@ -17,8 +19,12 @@ from transfer_neurons.reporting.registry import (
     Tables,
 )
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("lape", "lape", "neurons"))
 RESULTS.register(ResultFile("lape_overlap", "lape_overlap", "overlap"))

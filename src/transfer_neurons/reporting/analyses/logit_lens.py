@@ -21,6 +21,8 @@ Their thresholds are their registrations' settings.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.evaluation.statistics import bootstrap_mean_ci
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import GROUP_ORDER, NORMAL, NeuronType
@@ -37,13 +39,19 @@ from transfer_neurons.reporting.registry import (
     Figure,
     FigureContext,
     ResultFile,
+    Results,
     SummaryTable,
     Tables,
 )
 from transfer_neurons.reporting.summaries import group_order, main_conditions, paired_contrasts, with_group
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+    from polars._typing import SchemaDict
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("logit_lens", "evaluate_logit_lens", "lens"))
 RESULTS.register(ResultFile("logit_lens_neurons", "evaluate_logit_lens", "neurons"))
@@ -86,10 +94,10 @@ def question_measures(lens: pl.DataFrame, main_label: str) -> pl.DataFrame:
     table = with_phase(with_group(main_conditions(lens, main_label)).filter(~pl.col("same_token")))
     keys = [*KEYS, "group", "condition", "example_id"]
 
-    def mean_probability(target: str, where: str):
+    def mean_probability(target: str, where: str) -> pl.Expr:
         return pl.col("probability").filter((pl.col("target") == target) & pl.col(where)).mean()
 
-    def log_probability(target: str):
+    def log_probability(target: str) -> pl.Expr:
         return pl.col("log_probability").filter((pl.col("target") == target) & pl.col("last")).first()
 
     per_condition = table.group_by(keys).agg(
@@ -129,7 +137,7 @@ def bootstrap_rows(frame: pl.DataFrame, keys: list[str], unit: str, value: str, 
         mean, low, high = bootstrap_mean_ci(part[value].to_numpy(), resamples)
         rows.append({**dict(zip(keys, key_values, strict=True)), "mean": mean, "ci_low": low, "ci_high": high,
                      "n": part.height})  # fmt: skip
-    schema = {**{key: frame.schema[key] for key in keys}, "mean": pl.Float64, "ci_low": pl.Float64,
+    schema: SchemaDict = {**{key: frame.schema[key] for key in keys}, "mean": pl.Float64, "ci_low": pl.Float64,
               "ci_high": pl.Float64, "n": pl.Int64}  # fmt: skip
     return pl.DataFrame(rows, schema=schema)
 
@@ -211,7 +219,7 @@ def curves_chart(curves: pl.DataFrame, title: str) -> alt.FacetChart:
     )
 
 
-def curves_title(results, context: FigureContext) -> str:
+def curves_title(results: Results, context: FigureContext) -> str:
     counts = question_counts(results["logit_lens"])
     listed = ", ".join(
         f"{row['language']} {row['distinct']} of {row['answered']} answered of {row['asked']}"
@@ -261,11 +269,12 @@ def phase_numbers(tables: Tables, context: FigureContext) -> pl.DataFrame:
                 interval(*found.select("mean", "ci_low", "ci_high").row(0)) if found.height else "—"
             )
         for neuron_type in NeuronType:
-            found = contrast_row(contrasts, language, neuron_type.value)
+            contrast = contrast_row(contrasts, language, neuron_type.value)
             row[f"{neuron_type.value} minus control: ln P(English), middle"] = (
                 "—"
-                if found is None
-                else f"{interval(found['difference'], found['ci_low'], found['ci_high'])} vs {found['baseline']}"
+                if contrast is None
+                else f"{interval(contrast['difference'], contrast['ci_low'], contrast['ci_high'])} "
+                f"vs {contrast['baseline']}"
             )
         rows.append(row)
     return pl.DataFrame(rows)
@@ -315,11 +324,10 @@ def latent_english_finding(tables: Tables, context: FigureContext) -> Finding | 
         if middle is None:
             cases.append(Case(language, None, None, None, 0, undecidable="no question with distinct first tokens"))
             continue
-        detail = (
-            # No "; " inside: the claims table separates cases with it.
-            f"{middle['distinct']} of {middle['answered']} answered questions have distinct first tokens, "
-            f"{MEASURE_TITLES['l2_lead_last']} {interval(last['mean'], last['ci_low'], last['ci_high'])}"
-        )
+        # No "; " inside: the claims table separates cases with it.
+        detail = f"{middle['distinct']} of {middle['answered']} answered questions have distinct first tokens"
+        if last is not None:
+            detail += f", {MEASURE_TITLES['l2_lead_last']} {interval(last['mean'], last['ci_low'], last['ci_high'])}"
         cases.append(Case(language, middle["mean"], middle["ci_low"], middle["ci_high"], int(middle["n"]), detail))
     return Finding("the L2 answer's token at the same layers, question by question", tuple(cases))
 
@@ -380,7 +388,7 @@ for _name, _build in (
         SummaryTable(
             _name,
             ("logit_lens",),
-            lambda results, settings, _build=_build: _build(
+            lambda results, settings, _build=_build: _build(  # type: ignore[misc]  # the default binds the loop's _build
                 results["logit_lens"], settings.main_label, settings.resamples
             ),  # fmt: skip
             requires=PART,

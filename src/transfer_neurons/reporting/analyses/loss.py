@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from transfer_neurons.evaluation.statistics import bootstrap_mean_ci
 from transfer_neurons.lazy import lazy_import
@@ -27,8 +28,12 @@ from transfer_neurons.reporting.registry import (
 )
 from transfer_neurons.reporting.summaries import group_order, paired_contrasts, seed_averaged
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("loss", "evaluate_loss", "losses"))
 
@@ -139,6 +144,8 @@ def selective(tables: Tables, context: FigureContext) -> Finding | None:
         return None
     type1 = NeuronType.TYPE1.value
     found = contrast_cases(contrasts.filter(pl.col("neuron_type") == type1), ["language"])
+    if found is None:  # no Type-1 contrast (e.g. no Type-1 neurons in the loss conditions): not measured
+        return None
     within = {row["language"]: row for row in selectivity.filter(pl.col("group") == type1).iter_rows(named=True)}
     cases = []
     for case in found.cases:

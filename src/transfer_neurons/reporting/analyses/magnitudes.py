@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.reporting.registry import RESULTS, TABLES, ResultFile, SummaryTable
 from transfer_neurons.reporting.summaries import group_order, main_conditions, with_group
 
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("magnitudes", "write_magnitudes", "magnitudes"))
 RESULTS.register(ResultFile("conditions", "conditions", "conditions"))

@@ -9,6 +9,8 @@ values (English-values recovery minus mean-values recovery, paired by pair).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from transfer_neurons.evaluation.statistics import bootstrap_mean_ci
@@ -31,8 +33,12 @@ from transfer_neurons.reporting.registry import (
     Tables,
 )
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("patching", "evaluate_patching", "table"))
 RESULTS.register(ResultFile("patching_pairs", "evaluate_patching", "pairs"))
@@ -95,7 +101,7 @@ def patching_recovery(pairs: pl.DataFrame, resamples: int) -> pl.DataFrame:
         for source, frame in sorted(by_source.items()):
             lift = frame["value"].to_numpy() - corrupted
             recovery, low, high = ratio_ci(lift, gap, resamples)
-            beyond = (None, None, None)
+            beyond: tuple[float | None, ...] = (None, None, None)
             if mean_lift is not None and source != "mean":
                 beyond = ratio_ci(lift - mean_lift, gap, resamples)
             rows.append({**dict(zip(RECOVERY_KEYS, keys, strict=True)), "source": source,

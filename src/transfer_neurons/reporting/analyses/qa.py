@@ -9,6 +9,9 @@ claim is tested on these subsets.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
 from transfer_neurons.evaluation.statistics import bootstrap_mean_ci
 from transfer_neurons.lazy import lazy_import
 from transfer_neurons.names import GROUP_ORDER, NORMAL, NeuronType, condition_group
@@ -28,13 +31,18 @@ from transfer_neurons.reporting.registry import (
     Figure,
     FigureContext,
     ResultFile,
+    Results,
     SummaryTable,
     Tables,
 )
 from transfer_neurons.reporting.summaries import group_order, main_conditions, paired_contrasts, with_group
 
-alt = lazy_import("altair")
-pl = lazy_import("polars")
+if TYPE_CHECKING:
+    import altair as alt
+    import polars as pl
+else:
+    alt = lazy_import("altair")
+    pl = lazy_import("polars")
 
 RESULTS.register(ResultFile("qa", "evaluate_qa", "answers"))
 
@@ -69,9 +77,10 @@ def qa_summary(answers: pl.DataFrame, main_label: str, resamples: int) -> pl.Dat
     rows = []
     for keys, part in per_question.group_by(*QA_KEYS, "group", maintain_order=True):
         mean, low, high = bootstrap_mean_ci(part.sort("example_id")["f1"].to_numpy(), resamples)
+        # polars types a Series aggregate as any Python value (here an int): hence the ignore.
         rows.append({**dict(zip([*QA_KEYS, "group"], keys, strict=True)), "mkqa_f1": mean, "ci_low": low,
                      "ci_high": high, "mkqa_em": part["em"].mean(), "n_questions": part.height,
-                     "n_seeds": int(part["n_seeds"].max())})  # fmt: skip
+                     "n_seeds": int(part["n_seeds"].max())})  # type: ignore[arg-type]  # fmt: skip
     summary = pl.DataFrame(rows, infer_schema_length=None)
     return summary.join(seed_spread, on=[*QA_KEYS, "group"], how="left").sort(*QA_KEYS, group_order())
 
@@ -86,7 +95,7 @@ def subset_label(threshold: float) -> str:
     return "all" if threshold == ALL_QUESTIONS else f"f1>={threshold:g}"
 
 
-def in_paper_subsets(per_question: pl.DataFrame, thresholds=PAPER_THRESHOLDS) -> pl.DataFrame:
+def in_paper_subsets(per_question: pl.DataFrame, thresholds: Sequence[float] = PAPER_THRESHOLDS) -> pl.DataFrame:
     """``per_question`` (``per_question_scores``) rows of the questions whose normal F1 reaches each
     threshold (and of every question, threshold 0), with ``threshold`` and ``subset`` columns: a
     question appears once per subset it is in, under every condition group."""
@@ -103,7 +112,7 @@ def in_paper_subsets(per_question: pl.DataFrame, thresholds=PAPER_THRESHOLDS) ->
 
 
 def qa_threshold_summary(
-    answers: pl.DataFrame, main_label: str, resamples: int, thresholds=PAPER_THRESHOLDS
+    answers: pl.DataFrame, main_label: str, resamples: int, thresholds: Sequence[float] = PAPER_THRESHOLDS
 ) -> pl.DataFrame:
     """Per language, position mode, subset (``threshold``: every question, or normal F1 >= each of
     ``thresholds``) and condition group: mean MKQA F1 over the subset's questions with a bootstrap
@@ -114,13 +123,14 @@ def qa_threshold_summary(
     rows = []
     for values, part in subsets.group_by(*keys, maintain_order=True):
         mean, low, high = bootstrap_mean_ci(part.sort("example_id")["f1"].to_numpy(), resamples)
+        # polars types a Series aggregate as any Python value (here an int): hence the ignore.
         rows.append({**dict(zip(keys, values, strict=True)), "mkqa_f1": mean, "ci_low": low, "ci_high": high,
-                     "n_questions": part.height, "n_seeds": int(part["n_seeds"].max())})  # fmt: skip
+                     "n_questions": part.height, "n_seeds": int(part["n_seeds"].max())})  # type: ignore[arg-type]  # fmt: skip
     return pl.DataFrame(rows, infer_schema_length=None).sort(*QA_KEYS, "threshold", group_order())
 
 
 def qa_threshold_contrasts(
-    answers: pl.DataFrame, main_label: str, resamples: int, thresholds=PAPER_THRESHOLDS
+    answers: pl.DataFrame, main_label: str, resamples: int, thresholds: Sequence[float] = PAPER_THRESHOLDS
 ) -> pl.DataFrame:
     """MKQA F1 of transfer neurons minus each baseline's on each subset (``qa_threshold_summary``),
     paired by question, with its CI and the seeds the baseline is averaged over."""
@@ -132,7 +142,7 @@ def qa_threshold_contrasts(
     return contrasts.join(seeds, on=SEED_KEYS, how="left").sort(*QA_KEYS, "threshold", "neuron_type", "baseline")
 
 
-def strictest_baseline_group(groups, neuron_type: str) -> str | None:
+def strictest_baseline_group(groups: Iterable[str], neuron_type: str) -> str | None:
     """The group of the strictest baseline of ``neuron_type`` among ``groups`` (magnitude-matched, else
     layer-matched, else random)."""
     present = set(groups)
@@ -143,7 +153,7 @@ def strictest_baseline_group(groups, neuron_type: str) -> str | None:
 
 
 # --- chart and numbers -----------------------------------------------------------------------------
-def qa_f1_chart(summary: pl.DataFrame, title: str) -> alt.LayerChart:
+def qa_f1_chart(summary: pl.DataFrame, title: str) -> alt.FacetChart:
     """Mean MKQA F1 per condition group with bootstrap 95 % CI, one panel per language and position mode."""
     chosen = legend_filter("group")
     base = alt.Chart(summary).encode(x=alt.X("group:N", sort=GROUP_ORDER, title=None))
@@ -169,7 +179,7 @@ def qa_numbers(tables: Tables, context: FigureContext) -> pl.DataFrame:
     return by_group(summary, ["language", "positions"], "mkqa_f1")
 
 
-def qa_scatter_points(results, context: FigureContext) -> pl.DataFrame:
+def qa_scatter_points(results: Results, context: FigureContext) -> pl.DataFrame:
     """Per language, position mode, deactivated group (Type-1 and its strictest baseline) and point:
     the normal F1 (``normal_f1``), the deactivated F1 (``f1``) and how many questions sit there."""
     per_question = per_question_scores(results["qa"], context.settings.main_label)
@@ -215,7 +225,7 @@ def qa_scatter_chart(points: pl.DataFrame, title: str) -> alt.FacetChart:
     )
 
 
-def qa_scatter_title(results, context: FigureContext) -> str:
+def qa_scatter_title(results: Results, context: FigureContext) -> str:
     answers = main_conditions(results["qa"], context.settings.main_label)
     counts = answers.group_by("language").agg(pl.col("example_id").n_unique()).sort("language")
     listed = ", ".join(f"{language} {n}" for language, n in counts.iter_rows())
@@ -235,7 +245,7 @@ def qa_threshold_numbers(tables: Tables, context: FigureContext) -> pl.DataFrame
 
 
 # --- the claim ---------------------------------------------------------------------------------------
-def qa_case_label(values) -> str:
+def qa_case_label(values: tuple[Any, ...]) -> str:
     language, positions, threshold = values
     return f"{language} {positions} {subset_label(threshold)}"
 
