@@ -1,6 +1,6 @@
 """Screenshot the top of a report in headless Chromium (for the README), and time its loading and charts.
 
-    python tools/report_screenshot.py reports/report.html docs/report-top.png
+    PYTHONPATH=. python tools/report_screenshot.py reports/report.html docs/report-top.png
 
 Uses Debian's /usr/bin/chromium through Playwright, as tests/test_report_browser.py does.
 """
