@@ -17,6 +17,8 @@ DEFAULT = REPO / "config" / "config.yaml"
 # Configs a run replaces the default with, and configs laid over it (as --configfile does).
 FULL_CONFIGS = [DEFAULT, REPO / "config" / "paper.yaml", *sorted(CONFIGS.glob("*.yaml"))]
 OVERLAYS = [REPO / "config" / name for name in ("languages-12.yaml", "cpu-full.yaml", "finetune.yaml")]
+# The benchmarks' overlays: on the default config, or on cpu-full.yaml where the name says so.
+BENCHMARK_OVERLAYS = sorted((REPO / "benchmarks" / "configs").glob("*.yaml"))
 
 
 def merged(base: dict, overlay: dict) -> dict:
@@ -42,6 +44,14 @@ def test_config_passes_the_schema(path):
 @pytest.mark.parametrize("path", OVERLAYS, ids=lambda path: path.name)
 def test_overlay_on_the_default_config_passes_the_schema(path):
     validate(merged(yaml.safe_load(DEFAULT.read_text()), yaml.safe_load(path.read_text())), SCHEMA)
+
+
+@pytest.mark.parametrize("path", BENCHMARK_OVERLAYS, ids=lambda path: path.name)
+def test_benchmark_overlay_passes_the_schema(path):
+    config = yaml.safe_load(DEFAULT.read_text())
+    if path.name.startswith("cpu-full"):
+        config = merged(config, yaml.safe_load((REPO / "config" / "cpu-full.yaml").read_text()))
+    validate(merged(config, yaml.safe_load(path.read_text())), SCHEMA)
 
 
 def test_a_misspelled_key_is_refused():
