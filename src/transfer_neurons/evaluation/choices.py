@@ -30,7 +30,7 @@ from transfer_neurons.evaluation.conditions import (
     condition_runs,
     select_conditions,
 )
-from transfer_neurons.evaluation.loss import LOGIT_BUDGET_BYTES, token_log_likelihoods
+from transfer_neurons.evaluation.loss import LOGIT_BUDGET_BYTES, target_log_probabilities, token_log_likelihoods
 from transfer_neurons.evaluation.multiple_choice import CHOICE_DELIMITER, MC_PROMPT
 from transfer_neurons.model.batching import (
     TokenizedBatch,
@@ -117,12 +117,6 @@ def continuation_batch(
         input_ids[row, : len(ids) - 1] = torch.tensor(ids[:-1], dtype=torch.long)
         attention_mask[row, : len(ids) - 1] = 1
     return input_ids, attention_mask
-
-
-def target_log_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log p of ``targets`` [...] under ``logits`` [..., V]: the target's logit minus the logsumexp."""
-    logits = logits.float()
-    return logits.gather(-1, targets[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)
 
 
 def log_likelihoods_by_run(

@@ -47,17 +47,21 @@ def predicted_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return predicting
 
 
+def target_log_probabilities(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p of ``targets`` [...] under ``logits`` [..., V]: the target's logit minus the logsumexp over the
+    vocabulary, which needs no [..., V] log-softmax in memory."""
+    logits = logits.float()
+    return logits.gather(-1, targets[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)
+
+
 def token_log_likelihoods(logits: torch.Tensor, input_ids: torch.Tensor, predicting: torch.Tensor) -> torch.Tensor:
     """Per row, the summed log-likelihood of each token that a ``predicting`` position predicts.
 
     ``logits`` [P, V] holds the predicting positions only (``predicting`` [B, T], row-major order);
-    input_ids [B, T] -> [B]. log p = the target's logit - logsumexp over the vocabulary, which needs
-    no [P, V] log-softmax in memory.
+    input_ids [B, T] -> [B].
     """
     rows, positions = predicting.nonzero(as_tuple=True)
-    targets = input_ids[rows, positions + 1]
-    logits = logits.float()
-    log_likelihood = logits.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+    log_likelihood = target_log_probabilities(logits, input_ids[rows, positions + 1])
     return torch.zeros(input_ids.shape[0], dtype=log_likelihood.dtype).index_add_(0, rows.cpu(), log_likelihood.cpu())
 
 
