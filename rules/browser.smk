@@ -74,6 +74,7 @@ rule neuron_profiles:
     input:
         tests=expand("results/{{model}}/activations/{lang}/test", lang=LANGUAGES),
         trains=expand("results/{{model}}/activations/{lang}/train", lang=LANGUAGES),
+        pivot_train=f"results/{{model}}/activations/{PIVOT}/train",
         tops=EVERY_TOP_LIST,
     output:
         profiles="results/{model}/browser/profiles.parquet",

@@ -71,6 +71,7 @@ localrules:
 
 MODELS = list(config["models"])
 LANGUAGES = list(config["languages"])
+PIVOT = config["pivot_language"]
 DETECTORS = list(config["detection"]["detectors"])
 EVALUATION = config["evaluation"]
 # How every model job loads its model: runtime.device and runtime.dtype, one rule parameter

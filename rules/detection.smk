@@ -64,6 +64,7 @@ rule lape:
     """LAPE language-specific neurons of every language, from activation counts over all tokens."""
     input:
         trains=expand("results/{{model}}/activations/{lang}/train", lang=LANGUAGES),
+        pivot_train=f"results/{{model}}/activations/{PIVOT}/train",
     output:
         neurons="results/{model}/lape/neurons.parquet",
     log:

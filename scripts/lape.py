@@ -10,4 +10,5 @@ with logged_to(snakemake.log[0]):
         pivot=snakemake.params.pivot,
         settings=LapeSettings(**snakemake.params.settings),
         labels={"model": snakemake.wildcards.model},
+        pivot_dump=snakemake.input.pivot_train,
     ).write_parquet(snakemake.output.neurons)

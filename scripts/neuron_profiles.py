@@ -12,4 +12,5 @@ with logged_to(snakemake.log[0]):
         pivot=snakemake.params.pivot,
         main_label=snakemake.params.main_label,
         model_name=snakemake.wildcards.model,
+        pivot_train_dump=snakemake.input.pivot_train,
     ).write_parquet(snakemake.output.profiles)

@@ -31,6 +31,7 @@ COMMIT = re.compile(r"[0-9a-f]{40}")
 EXPECTED_JOBS = {
     "prepare_model": MODELS,
     "prepare_corpus": LANGUAGES,
+    "dump_pivot_activations": MODELS * SPLITS,  # English once per split, copied into every language's dump
     "dump_activations": MODELS * LANGUAGES * SPLITS,
     "centroids": MODELS * LANGUAGES,
     "score_neurons": MODELS * DETECTORS * LANGUAGES,
@@ -66,9 +67,9 @@ EXPECTED_JOBS = {
 }
 # Rules that run a model forward pass: one GPU each. Every other rule asks for none.
 GPU_RULES = {
-    "dump_activations", "evaluate_states", "evaluate_qa", "evaluate_loss", "evaluate_harness", "evaluate_patching",
-    "evaluate_attention", "language_states", "evaluate_choices", "evaluate_amplification", "evaluate_logit_lens",
-    "finetune", "evaluate_finetuned", "neuron_tokens", "neuron_lens",
+    "dump_pivot_activations", "dump_activations", "evaluate_states", "evaluate_qa", "evaluate_loss",
+    "evaluate_harness", "evaluate_patching", "evaluate_attention", "language_states", "evaluate_choices",
+    "evaluate_amplification", "evaluate_logit_lens", "finetune", "evaluate_finetuned", "neuron_tokens", "neuron_lens",
 }  # fmt: skip
 # Rules that hold a whole model in host memory (prepare_model reads it on the CPU).
 MODEL_MEMORY_RULES = GPU_RULES | {"prepare_model", "centroids", "score_neurons", "write_magnitudes"}

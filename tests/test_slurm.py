@@ -40,7 +40,7 @@ TARGETS = [f"reports/figures/tiny/centroid/{figure}.png" for figure in ("layer_d
 # picks for a job without a GPU.
 MODEL_RULE_REQUEST = {"--mem": "1000", "-t": "10", "--cpus-per-task": "2", "-p": "cpu"}
 # The targets' jobs that are batch jobs; prepare_corpus and figure_detection are localrules.
-BATCH_RULES = {"prepare_model", "dump_activations", "centroids", "score_neurons"}
+BATCH_RULES = {"prepare_model", "dump_pivot_activations", "dump_activations", "centroids", "score_neurons"}
 SBATCH_OPTIONS_WITH_VALUE = ("--mem", "-t", "--comment", "--job-name", "--output", "-p", "-A", "-D")
 
 

@@ -130,8 +130,10 @@ def test_changing_one_language_reruns_only_its_descendants(finished_run):
         outputs = planned_outputs(workdir, "all")
         assert any("results/corpus/ja.parquet" in output for output in outputs)
         assert any("activations/ja/train" in output for output in outputs)
-        # Italian's own data, dumps and neurons stay; analyses that read every language (LAPE's
-        # activation probabilities, the loss on every language's text) rerun with ja's new text.
+        assert any("activations/en/train" in output for output in outputs)  # a new English sentence: dumped once
+        # Italian's own data, dumps (their English rows copied before) and neurons stay; analyses that
+        # read every language (LAPE's activation probabilities, the loss on every language's text)
+        # rerun with ja's new text.
         own_it = ("results/corpus/it", "activations/it/", "scores/centroid/it", "neurons/centroid/it", "centroids/it")
         assert not [output for output in outputs if any(part in output for part in own_it)]
     finally:

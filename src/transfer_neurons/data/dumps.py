@@ -18,6 +18,12 @@ Rows follow the split's kept pairs, in corpus order; ``{split}.pairs.parquet`` b
 directory lists every pair of the split with its token counts and whether it was kept.
 ``InMemoryDump`` offers the same reads for states that never went to disk.
 
+The English sentences of a parallel corpus are the same for every language, so the workflow runs
+the model on them once per split (``dump_pivot_split``: the distinct English sentences of every
+language's kept pairs, in a dump of their own) and each language's ``pivot`` side copies its rows
+from there (``gather_dump``: the stored values, bit for bit). A copied side has no
+``active_counts``; English's LAPE counts are the pivot dump's.
+
 ``layer_output`` stays raw in every layer: scoring and the correlation detector read the raw
 residual stream, as the authors' scoring does. ``layer_states(last_layer)`` gives the layer states
 as an analysis reads them under ``runtime.last_layer``: ``normed`` (the paper's ``hidden_states[1:]``,
@@ -50,7 +56,7 @@ from transfer_neurons.model.batching import (
 )
 from transfer_neurons.model.hooks import CapturedStates, HookSession
 from transfer_neurons.model.loading import LoadedModel, load_model
-from transfer_neurons.names import SIDES
+from transfer_neurons.names import PIVOT_SIDE, SIDES
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -220,6 +226,11 @@ class Dump:
 
     def active_counts(self) -> tuple[np.ndarray, int]:
         """([L, d_mlp] tokens on which each neuron was active, the number of tokens counted)."""
+        if "gathered_from" in self.meta:
+            raise ValueError(
+                f"{self.directory} holds rows copied from the dump {self.meta['gathered_from']} and no activation "
+                "counts of its own; read that dump's"
+            )
         return np.load(self.directory / ACTIVE_COUNTS), int(self.meta["counted_tokens"])
 
 
@@ -259,28 +270,97 @@ def kept_pairs(pairs_path: Path) -> pl.DataFrame:
     return pl.read_parquet(pairs_path).filter(pl.col("kept"))
 
 
+def detection_pairs(
+    corpus: Path, split: str, tokenizer: PreTrainedTokenizerBase, max_tokens: int | None
+) -> pl.DataFrame:
+    """Every pair of one split of a prepared corpus, with its token counts and ``kept``."""
+    corpus_pairs = pl.read_parquet(corpus).filter(pl.col("split") == split)
+    return pairs_for_detection(corpus_pairs, tokenizer, max_tokens, f"{Path(corpus).stem}/{split}")
+
+
+def distinct_pivot_sentences(kept_pairs_per_language: Sequence[pl.DataFrame], split: str) -> list[str]:
+    """The pivot (English) sentences of every language's kept pairs, each once, in first-seen order.
+
+    A parallel corpus gives every language the same English sentences; they are dumped once.
+    """
+    seen: dict[str, None] = {}
+    for pairs in kept_pairs_per_language:
+        seen.update(dict.fromkeys(sentences(pairs, split, PIVOT_SIDE)))
+    return list(seen)
+
+
+def dump_pivot_split(
+    manifest: Path, corpora: Sequence[Path], split: str, directory: Path, sentences_path: Path, *, batch_size: int,
+    max_batch_tokens: int | None, max_tokens: int | None, device: str, dtype: str = "auto",
+) -> None:  # fmt: skip
+    """Dump, once, the distinct pivot sentences of one split's kept pairs in every corpus.
+
+    ``sentences_path`` gets the dumped sentences in row order (``row``, ``pivot_text``); each
+    language's ``dump_split`` copies its rows from here. The dump's ``active_counts`` count each
+    distinct sentence once: English's LAPE counts.
+    """
+    loaded = load_model(manifest, device, dtype=dtype)
+    kept = [detection_pairs(corpus, split, loaded.tokenizer, max_tokens).filter(pl.col("kept")) for corpus in corpora]
+    texts = distinct_pivot_sentences(kept, split)
+    dump_activations(loaded, texts, Path(directory), batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                     description=f"{split}/{PIVOT_SIDE}")  # fmt: skip
+    pl.DataFrame({"row": range(len(texts)), "pivot_text": texts}, schema={"row": pl.Int32, "pivot_text": pl.String}
+                 ).write_parquet(sentences_path)  # fmt: skip
+    log.info("%s: %d distinct pivot sentences dumped from %d corpora", split, len(texts), len(corpora))
+
+
+def pivot_rows(texts: Sequence[str], sentences_path: Path) -> list[int]:
+    """The row of each of ``texts`` in a pivot dump (``dump_pivot_split``'s sentence list)."""
+    index = dict(pl.read_parquet(sentences_path).select("pivot_text", "row").iter_rows())
+    missing = [text for text in texts if text not in index]
+    if missing:
+        raise ValueError(
+            f"{sentences_path}: the pivot dump lacks {len(missing)} of this split's {len(texts)} pivot sentences "
+            f"(first: {missing[0]!r}); it was dumped from other corpora. Rerun dump_pivot_activations"
+        )
+    return [index[text] for text in texts]
+
+
+def gather_dump(source: Path, rows: Sequence[int], directory: Path) -> None:
+    """A dump of ``rows`` of the dump ``source``, in that order: the stored values, copied exactly.
+
+    The copy holds no ``active_counts``: counts over a subset cannot be cut from the source's totals.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    index = np.asarray(rows, dtype=np.int64)
+    for name in (*STATE_ARRAYS, *EXTRA_STATES):
+        for suffix in ("", ".scale"):
+            stored = np.load(source / f"{name}{suffix}.npy", mmap_mode="r")
+            np.save(directory / f"{name}{suffix}.npy", np.ascontiguousarray(stored[:, index]))
+    np.save(directory / "write_scale.npy", np.load(source / "write_scale.npy", mmap_mode="r")[:, index])
+    meta = json.loads((source / "meta.json").read_text())
+    meta.update(n_sentences=len(index), counted_tokens=None, gathered_from=source.as_posix())
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
 def dump_split(
     manifest: Path, corpus: Path, split: str, directory: Path, pairs_path: Path, *, batch_size: int,
     max_batch_tokens: int | None, max_tokens: int | None, device: str, dtype: str = "auto",
+    pivot_dump: tuple[Path, Path] | None = None,
 ) -> None:  # fmt: skip
     """Dump the English (``pivot``) and L2 (``target``) sentences of one split's kept pairs.
 
     ``pairs_path`` gets every pair of the split with its token counts and whether it was kept.
-    ``device`` and ``dtype`` are ``runtime.device`` and ``runtime.dtype``.
+    ``device`` and ``dtype`` are ``runtime.device`` and ``runtime.dtype``. ``pivot_dump``,
+    ``(directory, sentences_path)`` of ``dump_pivot_split``, gives the pivot side: its rows are
+    copied from there instead of running the model on them again.
     """
     loaded = load_model(manifest, device, dtype=dtype)
-    corpus_pairs = pl.read_parquet(corpus).filter(pl.col("split") == split)
-    pairs = pairs_for_detection(corpus_pairs, loaded.tokenizer, max_tokens, f"{Path(corpus).stem}/{split}")
+    pairs = detection_pairs(corpus, split, loaded.tokenizer, max_tokens)
     kept = pairs.filter(pl.col("kept"))
     for side in SIDES:
-        dump_activations(
-            loaded,
-            sentences(kept, split, side),
-            Path(directory) / side,
-            batch_size=batch_size,
-            max_batch_tokens=max_batch_tokens,
-            description=f"{split}/{side}",
-        )
+        side_directory = Path(directory) / side
+        if side == PIVOT_SIDE and pivot_dump is not None:
+            source, sentences_path = pivot_dump
+            gather_dump(Path(source), pivot_rows(sentences(kept, split, side), sentences_path), side_directory)
+            continue
+        dump_activations(loaded, sentences(kept, split, side), side_directory, batch_size=batch_size,
+                         max_batch_tokens=max_batch_tokens, description=f"{split}/{side}")  # fmt: skip
     pairs.write_parquet(pairs_path)
     log.info("%s/%s: %d pairs dumped", Path(corpus).stem, split, kept.height)
 

@@ -95,33 +95,39 @@ def score_neurons(
     return labelled(ranked, **labels), labelled(top_n_lists(ranked, top_n_labels), **labels)
 
 
-def language_activity(train_dumps: dict[str, Path], pivot: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+def language_activity(
+    train_dumps: dict[str, Path], pivot: str, pivot_dump: Path | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Languages, their active counts [languages, L, d_mlp] and token counts [languages].
 
-    Each L2's counts come from the L2 side of its training dump; English's are the sum over the
-    English sides of every language's dump.
+    Each L2's counts come from the L2 side of its training dump. English's come from ``pivot_dump``,
+    the split's distinct English sentences dumped once (``dump_pivot_split``), or without one from
+    the sum over the English sides of every language's dump (each dumped with its own counts).
     """
     languages = [pivot, *train_dumps]
+    if not train_dumps:
+        raise ValueError("LAPE needs the training dump of at least one language besides the pivot")
     counts, tokens = [], []
-    pivot_counts: np.ndarray | None = None
-    pivot_tokens = 0
     for directory in train_dumps.values():
-        english, n_english = Dump(Path(directory) / PIVOT_SIDE).active_counts()
-        pivot_counts = english if pivot_counts is None else pivot_counts + english
-        pivot_tokens += n_english
         target, n_target = Dump(Path(directory) / TARGET_SIDE).active_counts()
         counts.append(target)
         tokens.append(n_target)
-    if pivot_counts is None:  # English's counts are summed over the L2s' dumps
-        raise ValueError("LAPE needs the training dump of at least one language besides the pivot")
+    if pivot_dump is not None:
+        pivot_counts, pivot_tokens = Dump(Path(pivot_dump)).active_counts()
+    else:
+        sides = [Dump(Path(directory) / PIVOT_SIDE).active_counts() for directory in train_dumps.values()]
+        pivot_counts = np.sum([side_counts for side_counts, _ in sides], axis=0)
+        pivot_tokens = sum(n_tokens for _, n_tokens in sides)
     return languages, np.stack([pivot_counts, *counts]), np.array([pivot_tokens, *tokens])
 
 
 def select_lape_neurons(
-    train_dumps: dict[str, Path], *, pivot: str, settings: LapeSettings, labels: dict[str, str]
-) -> pl.DataFrame:
-    """The ``lape`` rule: each language's LAPE neurons (language, layer, neuron), English included."""
-    languages, counts, tokens = language_activity(train_dumps, pivot)
+    train_dumps: dict[str, Path], *, pivot: str, settings: LapeSettings, labels: dict[str, str],
+    pivot_dump: Path | None = None,
+) -> pl.DataFrame:  # fmt: skip
+    """The ``lape`` rule: each language's LAPE neurons (language, layer, neuron), English included
+    (its counts from ``pivot_dump`` when given: see ``language_activity``)."""
+    languages, counts, tokens = language_activity(train_dumps, pivot, pivot_dump)
     for lang, n_tokens in zip(languages, tokens, strict=True):
         log.info("%s: %d tokens counted", lang, n_tokens)
     select = detectors.detector("lape").select

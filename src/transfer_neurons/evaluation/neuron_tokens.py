@@ -409,14 +409,17 @@ def mean_last_token_activations(
 
 
 def neuron_profiles(
-    test_dumps: Mapping[str, Path], train_dumps: Mapping[str, Path], neurons: pl.DataFrame, *, pivot: str
-) -> pl.DataFrame:
+    test_dumps: Mapping[str, Path], train_dumps: Mapping[str, Path], neurons: pl.DataFrame, *, pivot: str,
+    pivot_train_dump: Path | None = None,
+) -> pl.DataFrame:  # fmt: skip
     """One row per neuron and language (pivot first): layer, neuron, text_language, mean_activation
     (last token, test sentences), lape_probability (share of the language's training tokens on which
     the neuron is active) and lape_entropy (the neuron's LAPE entropy over all languages, natural log;
-    low: it fires for few languages)."""
+    low: it fires for few languages). English's LAPE counts: ``language_activity`` with
+    ``pivot_train_dump``."""
     means = mean_last_token_activations(test_dumps, neurons, pivot)
-    languages, counts, tokens = language_activity({lang: Path(path) for lang, path in train_dumps.items()}, pivot)
+    train_directories = {lang: Path(path) for lang, path in train_dumps.items()}
+    languages, counts, tokens = language_activity(train_directories, pivot, pivot_train_dump)
     probabilities = activation_probabilities(counts, tokens)  # [languages, layers, d_mlp]
     layers, units = neurons["layer"].to_numpy(), neurons["neuron"].to_numpy()
     entropy = lape_entropy(probabilities)[layers, units]
@@ -438,11 +441,12 @@ def neuron_profiles(
 
 def run_neuron_profiles(
     test_dumps: Mapping[str, Path], train_dumps: Mapping[str, Path], top_lists: Sequence[Path], *, pivot: str,
-    main_label: str, model_name: str,
+    main_label: str, model_name: str, pivot_train_dump: Path | None = None,
 ) -> pl.DataFrame:  # fmt: skip
     """The ``neuron_profiles`` rule: ``neuron_profiles`` of every selected neuron, with the model's name."""
     neurons = selected_neurons(top_lists, main_label)
-    return labelled(neuron_profiles(test_dumps, train_dumps, neurons, pivot=pivot), model=model_name)
+    profiles = neuron_profiles(test_dumps, train_dumps, neurons, pivot=pivot, pivot_train_dump=pivot_train_dump)
+    return labelled(profiles, model=model_name)
 
 
 __all__ = [
