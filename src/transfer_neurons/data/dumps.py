@@ -44,7 +44,7 @@ import torch
 from tqdm import tqdm
 
 from transfer_neurons.data.corpus import sentences
-from transfer_neurons.data.storage import PlainArrayWriter, ScaledArrayWriter, read_scaled
+from transfer_neurons.data.storage import PlainArrayWriter, ScaledArrayWriter, copy_rows, read_scaled
 from transfer_neurons.model.adapters import effective_activations
 from transfer_neurons.model.batching import (
     Stacked,
@@ -329,10 +329,8 @@ def gather_dump(source: Path, rows: Sequence[int], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     index = np.asarray(rows, dtype=np.int64)
     for name in (*STATE_ARRAYS, *EXTRA_STATES):
-        for suffix in ("", ".scale"):
-            stored = np.load(source / f"{name}{suffix}.npy", mmap_mode="r")
-            np.save(directory / f"{name}{suffix}.npy", np.ascontiguousarray(stored[:, index]))
-    np.save(directory / "write_scale.npy", np.load(source / "write_scale.npy", mmap_mode="r")[:, index])
+        copy_rows(source, directory, name, index, scaled=True)
+    copy_rows(source, directory, "write_scale", index, scaled=False)
     meta = json.loads((source / "meta.json").read_text())
     meta.update(n_sentences=len(index), counted_tokens=None, gathered_from=source.as_posix())
     (directory / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -85,6 +85,15 @@ def read_scaled(directory: Path, name: str, layer: int | None = None) -> np.ndar
     return values[layer].astype(np.float32) * scales[layer][:, None]
 
 
+def copy_rows(source: Path, directory: Path, name: str, rows: np.ndarray, *, scaled: bool) -> None:
+    """Rows ``rows`` (in that order) of the array ``name`` stored in ``source`` [layer, row, ...], written
+    to ``directory``: the float16 values and float32 scales when ``scaled``, else the plain values;
+    copied as stored, not re-quantised."""
+    for file_name in (f"{name}.npy", f"{name}.scale.npy") if scaled else (f"{name}.npy",):
+        stored = np.load(source / file_name, mmap_mode="r")
+        np.save(directory / file_name, np.ascontiguousarray(stored[:, rows]))
+
+
 class PlainArrayWriter:
     """Float32 on-disk array [layer, row] for per-token scalars, written batch by batch."""
 
