@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# pytest-xdist workers for make test (auto: one per core; 0 runs the tests in one process)
+TEST_WORKERS ?= auto
 
 .PHONY: setup run test lint benchmarks clean
 
@@ -24,7 +26,7 @@ lint: setup
 	$(BIN)/mypy src
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 benchmarks: setup
 	$(BIN)/python -m benchmarks.run

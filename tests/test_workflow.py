@@ -1,6 +1,7 @@
 """End-to-end: the Snakefile on a tiny model, then incremental reruns."""
 
 import json
+import shutil
 
 import polars as pl
 import pytest
@@ -11,6 +12,13 @@ from tests.workflow_helpers import planned_outputs, planned_rules, snakemake, ti
 pytestmark = pytest.mark.workflow
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def finished_run_copy(finished_run, tmp_path):
+    """A copy of the tiny run (file times and Snakemake's records kept) for a test that edits its
+    corpus or config: other modules read the shared run at the same time on another worker."""
+    return shutil.copytree(finished_run, tmp_path / "run", symlinks=True)
 
 
 def test_workflow_writes_scores_top_lists_and_figures(finished_run):
@@ -121,28 +129,24 @@ def test_second_dry_run_plans_nothing(finished_run):
     assert planned_outputs(finished_run, "all") == []
 
 
-def test_changing_one_language_reruns_only_its_descendants(finished_run):
-    workdir = finished_run
+def test_changing_one_language_reruns_only_its_descendants(finished_run_copy):
+    workdir = finished_run_copy
     corpus = workdir / yaml.safe_load((workdir / "config.yaml").read_text())["corpus"]["sources"]["ja"]["path"]
-    original = corpus.read_text(encoding="utf-8")
-    try:
-        corpus.write_text(original + "s9999\tThe rain stopped at noon.\t雨は正午にやみました。\n", encoding="utf-8")
-        outputs = planned_outputs(workdir, "all")
-        assert any("results/corpus/ja.parquet" in output for output in outputs)
-        assert any("activations/ja/train" in output for output in outputs)
-        assert any("activations/en/train" in output for output in outputs)  # a new English sentence: dumped once
-        # Italian's own data, dumps (their English rows copied before) and neurons stay; analyses that
-        # read every language (LAPE's activation probabilities, the loss on every language's text)
-        # rerun with ja's new text.
-        own_it = ("results/corpus/it", "activations/it/", "scores/centroid/it", "neurons/centroid/it", "centroids/it")
-        assert not [output for output in outputs if any(part in output for part in own_it)]
-    finally:
-        corpus.write_text(original, encoding="utf-8")
-        snakemake(workdir, "all", "--touch")
+    with corpus.open("a", encoding="utf-8") as lines:
+        lines.write("s9999\tThe rain stopped at noon.\t雨は正午にやみました。\n")
+    outputs = planned_outputs(workdir, "all")
+    assert any("results/corpus/ja.parquet" in output for output in outputs)
+    assert any("activations/ja/train" in output for output in outputs)
+    assert any("activations/en/train" in output for output in outputs)  # a new English sentence: dumped once
+    # Italian's own data, dumps (their English rows copied before) and neurons stay; analyses that
+    # read every language (LAPE's activation probabilities, the loss on every language's text)
+    # rerun with ja's new text.
+    own_it = ("results/corpus/it", "activations/it/", "scores/centroid/it", "neurons/centroid/it", "centroids/it")
+    assert not [output for output in outputs if any(part in output for part in own_it)]
 
 
-def test_changing_a_scoring_parameter_reruns_scoring_but_no_dump(finished_run):
-    workdir = finished_run
+def test_changing_a_scoring_parameter_reruns_scoring_but_no_dump(finished_run_copy):
+    workdir = finished_run_copy
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["detection"]["type1_fraction"] = 0.75
     write_config(workdir, config)
