@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTIVE_COUNTS = "active_counts.npy"  # [L, d_mlp] int64: tokens on which each neuron is active
+META = "meta.json"  # written last: a dump without it is incomplete
 STATE_ARRAYS = ("layer_output", "residual_pre_mlp", "neuron_activations")
 # One-layer arrays [1, N, d_model] beside them: the normed last layer and the embedding output.
 EXTRA_STATES = ("final_normed", "embedding")
@@ -169,8 +170,13 @@ def dump_activations(
     np.save(directory / ACTIVE_COUNTS, active_counts)
     meta = {"n_sentences": n_rows, "counted_tokens": counted_tokens, "facts": facts.__dict__,
             "dtype": loaded.dtype_name}  # fmt: skip
-    (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+    write_meta(directory, meta)
     return meta
+
+
+def write_meta(directory: Path, meta: dict) -> None:
+    """A dump's ``meta.json``, the file that marks it complete."""
+    (directory / META).write_text(json.dumps(meta, indent=2))
 
 
 class Dump:
@@ -178,7 +184,7 @@ class Dump:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        meta_path = self.directory / "meta.json"
+        meta_path = self.directory / META
         if not meta_path.is_file():
             raise FileNotFoundError(f"{self.directory} is not a complete activation dump (no meta.json)")
         self.meta = json.loads(meta_path.read_text())
@@ -331,9 +337,8 @@ def gather_dump(source: Path, rows: Sequence[int], directory: Path) -> None:
     for name in (*STATE_ARRAYS, *EXTRA_STATES):
         copy_rows(source, directory, name, index, scaled=True)
     copy_rows(source, directory, "write_scale", index, scaled=False)
-    meta = json.loads((source / "meta.json").read_text())
-    meta.update(n_sentences=len(index), counted_tokens=None, gathered_from=source.as_posix())
-    (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+    meta = {**Dump(source).meta, "n_sentences": len(index), "counted_tokens": None, "gathered_from": source.as_posix()}
+    write_meta(directory, meta)
 
 
 def dump_split(
