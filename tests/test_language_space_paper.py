@@ -82,8 +82,13 @@ def test_svd_counts_components_as_svd_py():
 
 
 def test_svd_reaching_a_threshold_exactly_counts_that_component():
-    # s^2 = 9, 1: the first direction holds exactly 0.9, and searchsorted (left) stops there
-    assert components_for_variance(matrix_with_singular_values([3.0, 1.0]), [0.9]) == {0.9: 1}
+    # s^2 = 9, 1: the first direction holds exactly 0.9, and searchsorted (left) stops there. The
+    # states are diagonal so that the SVD is exact: a rotated matrix gives 0.8999999999999999 on some
+    # CPUs and 0.9 on others.
+    states = np.zeros((30, 12))
+    states[0, 0], states[1, 1] = 3.0, 1.0
+    assert components_for_variance(states, [0.9]) == {0.9: 1}
+    assert components_for_variance(states, [0.9 + 1e-12]) == {0.9 + 1e-12: 2}  # just past it: both
 
 
 def test_svd_is_uncentred():

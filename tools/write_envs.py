@@ -41,6 +41,7 @@ ENVS = (
             "accelerate",
             "gguf",
             "safetensors",
+            "sentencepiece",
             "peft",
             "py3langid",
             "polars",

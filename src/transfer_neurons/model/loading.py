@@ -20,8 +20,15 @@ import torch
 
 from transfer_neurons.model.adapters import FamilyAdapter, ModelFacts, adapter_for
 from transfer_neurons.model.device import dtype_name, pick_device_and_dtype
-from transfer_neurons.model.manifest import MANIFEST, read_manifest
-from transfer_neurons.model.tokenizer_loading import chosen_loader, load_tokenizer, probe_lines, repository_data_files
+from transfer_neurons.model.manifest import ADDED_TOKENS, MANIFEST, read_manifest
+from transfer_neurons.model.sentencepiece_file import gguf_vocabulary, write_model
+from transfer_neurons.model.tokenizer_loading import (
+    SENTENCEPIECE_MODEL,
+    chosen_loader,
+    load_tokenizer,
+    probe_lines,
+    repository_data_files,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -117,12 +124,16 @@ def _gguf_to_directory(gguf_path: Path, directory: Path, trust_remote_code: bool
         raise ModelSourceError(f"GGUF file not found: {gguf_path}")
     with gguf_read_once():
         model, tokenizer = _load_transformers(gguf_path.parent, gguf_path.name, trust_remote_code, torch.float32)
+        vocabulary = gguf_vocabulary(gguf_path)
     # The weights are already de-quantised to float32; dropping the GGUF quantizer marks the
     # model as plain so that save_pretrained writes safetensors.
     model.hf_quantizer = None  # type: ignore[assignment]  # an attribute transformers sets at run time
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     _save_local(model, tokenizer, directory)
+    if vocabulary is not None:
+        # A SentencePiece model of the same vocabulary: model.tokenizer_loading decides whether jobs read it.
+        write_model(vocabulary, directory / SENTENCEPIECE_MODEL)
 
 
 def prepare_model(name: str, spec: dict, directory: Path) -> dict:
@@ -162,18 +173,19 @@ def prepare_model(name: str, spec: dict, directory: Path) -> dict:
         location = weights
     manifest = {"name": name, "source": source, "location": str(Path(location).resolve()), "trust_remote_code": trust}
     manifest["facts"] = model_facts(location, trust).__dict__
-    manifest["tokenizer"] = tokenizer_record(Path(location), trust)
+    manifest["tokenizer"] = tokenizer_record(Path(location), trust, directory / ADDED_TOKENS)
     manifest["weights_sha256"] = weights_digest(Path(location))
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
-def tokenizer_record(location: Path, trust_remote_code: bool) -> dict:
-    """Which tokenizer loader the jobs use (``model.tokenizer_loading``), checked against AutoTokenizer."""
+def tokenizer_record(location: Path, trust_remote_code: bool, added_tokens_file: Path | None = None) -> dict:
+    """Which tokenizer loader the jobs use (``model.tokenizer_loading``), checked against AutoTokenizer;
+    ``added_tokens_file`` is where the SentencePiece loader's added tokens are kept if it is chosen."""
     from transformers import AutoTokenizer
 
     reference = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-    return chosen_loader(location, reference, probe_lines(repository_data_files()))
+    return chosen_loader(location, reference, probe_lines(repository_data_files()), added_tokens_file)
 
 
 def weights_digest(location: Path) -> str:

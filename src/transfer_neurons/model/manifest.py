@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+# Beside the manifest: the reference tokenizer's added tokens, where jobs load the SentencePiece tokenizer.
+ADDED_TOKENS = "tokenizer_added_tokens.json"
 
 
 def read_manifest(path: Path) -> dict:

@@ -4,17 +4,24 @@
 Python, rebuilds the tokenizer from its vocabulary and merges and deep-copies thousands of added
 tokens: 2.8-4.5 s of every model job on the 2-core reference machine (6.5 s with two jobs side by
 side). ``PreTrainedTokenizerFast(tokenizer_file=...)`` lets the Rust reader read the same file and
-adds the special tokens of ``tokenizer_config.json``: 1.0-1.2 s. The two are not the same code, so
-``prepare_model`` compares them once per model, on every text of the built-in data (data/: corpora,
-QA set, multiple-choice tasks; 12,238 distinct texts, every one encoded alike for Gemma 3 270M) and
-a fixed multi-script probe, and records in the manifest which one every job loads: ``fast`` where
-every encoding agrees, ``auto`` otherwise.
+adds the special tokens of ``tokenizer_config.json``: 1.0-1.2 s, most of it rebuilding the 514,906
+BPE merges. A SentencePiece model of the same vocabulary (``tokenizer.model``: shipped by a hub
+model, written by ``prepare_model`` from a GGUF) has no merges to rebuild:
+``model.sentencepiece_tokenizer`` loads it in a few tenths of a second.
+
+None of these is the same code as ``AutoTokenizer``, so ``prepare_model`` compares them once per
+model, on every text of the built-in data (data/: corpora, QA set, multiple-choice tasks; 12,238
+distinct texts) and a fixed multi-script probe, and records in the manifest which one every job
+loads: ``sentencepiece`` where it encodes every text to the same ids and decodes those ids (and
+random id sequences, as generated text can be) to the same strings, else ``fast`` where every
+encoding agrees, else ``auto``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AUTO, FAST = "auto", "fast"
+AUTO, FAST, SENTENCEPIECE = "auto", "fast", "sentencepiece"
+SENTENCEPIECE_MODEL = "tokenizer.model"
+RANDOM_SEQUENCES = 5000  # random id sequences whose decoding is compared, besides every text's ids
 SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token")
 # Scripts and shapes every comparison covers, whatever the run's data: spaces, digits, punctuation,
 # line breaks, Han, kana, Hangul, Cyrillic, Arabic, Devanagari, Thai, Vietnamese diacritics.
@@ -91,10 +100,44 @@ def _strings(value: object) -> list[str]:
     return []
 
 
-def chosen_loader(directory: Path, reference: PreTrainedTokenizerBase, lines: Sequence[str]) -> dict[str, Any]:
-    """The manifest's record of which tokenizer loader every job uses, after comparing the fast one with
-    ``reference`` (the ``AutoTokenizer``) on ``lines``."""
-    if not (Path(directory) / "tokenizer.json").is_file():
+def differing_decodings(
+    reference: PreTrainedTokenizerBase, candidate: PreTrainedTokenizerBase, lines: Iterable[str],
+    random_sequences: int = RANDOM_SEQUENCES, seed: int = 0,
+) -> list[list[int]]:  # fmt: skip
+    """The id sequences the two tokenizers decode to different strings (with and without skipping special
+    tokens): each line's ids (the reference's), whole and without the first (a text that starts mid-way,
+    as a generated answer does), and ``random_sequences`` seeded random sequences of 1-7 ids of the
+    vocabulary (byte pieces cut mid-character, special tokens mid-text)."""
+    sequences = []
+    for line in lines:
+        ids = reference(line)["input_ids"]
+        sequences.extend([ids, ids[1:]])
+    rng = random.Random(seed)
+    size = len(reference)
+    sequences.extend([rng.randrange(size) for _ in range(rng.randrange(1, 8))] for _ in range(random_sequences))
+    return [
+        ids
+        for ids in sequences
+        if any(
+            reference.decode(ids, skip_special_tokens=skip) != candidate.decode(ids, skip_special_tokens=skip)
+            for skip in (False, True)
+        )  # fmt: skip
+    ]
+
+
+def chosen_loader(
+    directory: Path, reference: PreTrainedTokenizerBase, lines: Sequence[str], added_tokens_file: Path | None = None
+) -> dict[str, Any]:
+    """The manifest's record of which tokenizer loader every job uses, after comparing the faster ones with
+    ``reference`` (the ``AutoTokenizer``) on ``lines``. The SentencePiece loader is tried where the model
+    directory has a ``tokenizer.model`` and ``added_tokens_file`` says where to record the reference's
+    added tokens."""
+    directory = Path(directory)
+    if added_tokens_file is not None and (directory / SENTENCEPIECE_MODEL).is_file():
+        record = sentencepiece_record(directory, reference, lines, Path(added_tokens_file))
+        if record is not None:
+            return record
+    if not (directory / "tokenizer.json").is_file():
         return {"loader": AUTO, "reason": "no tokenizer.json"}
     differing = differing_lines(reference, fast_tokenizer(directory), lines)
     if differing:
@@ -104,8 +147,37 @@ def chosen_loader(directory: Path, reference: PreTrainedTokenizerBase, lines: Se
     return {"loader": FAST, "lines_compared": len(lines)}
 
 
+def sentencepiece_record(
+    directory: Path, reference: PreTrainedTokenizerBase, lines: Sequence[str], added_tokens_file: Path
+) -> dict[str, Any] | None:
+    """The SentencePiece loader's record where its tokenizer encodes and decodes as ``reference`` does, else
+    None (and no added-tokens file left behind)."""
+    from transfer_neurons.model.sentencepiece_tokenizer import sentencepiece_tokenizer, write_added_tokens
+
+    write_added_tokens(reference, added_tokens_file)
+    candidate = sentencepiece_tokenizer(directory / SENTENCEPIECE_MODEL, added_tokens_file)
+    differing = differing_lines(reference, candidate, lines)
+    undecoded = [] if differing else differing_decodings(reference, candidate, lines)
+    if differing or undecoded:
+        added_tokens_file.unlink()
+        what = f"{len(differing)} of {len(lines)} lines encode" if differing else f"{len(undecoded)} sequences decode"
+        log.warning("the SentencePiece tokenizer differs from AutoTokenizer: %s differently; not used", what)
+        return None
+    return {
+        "loader": SENTENCEPIECE,
+        "added_tokens": str(Path(added_tokens_file).resolve()),
+        "lines_compared": len(lines),
+        "decodings_compared": 2 * (2 * len(lines) + RANDOM_SEQUENCES),  # each with and without special tokens
+    }
+
+
 def load_tokenizer(directory: Path, record: dict[str, Any] | None, trust_remote_code: bool) -> PreTrainedTokenizerBase:
-    """The tokenizer a job uses: the fast one where ``prepare_model`` found it exact, else ``AutoTokenizer``."""
+    """The tokenizer a job uses: the one ``prepare_model`` found exact (SentencePiece, then fast), else
+    ``AutoTokenizer``."""
+    if record is not None and record.get("loader") == SENTENCEPIECE:
+        from transfer_neurons.model.sentencepiece_tokenizer import sentencepiece_tokenizer
+
+        return sentencepiece_tokenizer(Path(directory) / SENTENCEPIECE_MODEL, Path(record["added_tokens"]))
     if record is not None and record.get("loader") == FAST:
         return fast_tokenizer(directory)
     from transformers import AutoTokenizer
