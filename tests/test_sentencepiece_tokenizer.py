@@ -14,14 +14,16 @@ from pathlib import Path
 import gguf
 import pytest
 import sentencepiece
+from tokenizers import decoders
 from transformers import PreTrainedTokenizerFast
 from transformers.integrations.gguf import convert_gguf_tokenizer, get_gguf_tokenizer
 
 from tests.tiny import save_tiny_model, tiny_model
+from transfer_neurons.evaluation.neuron_tokens import token_pieces
 from transfer_neurons.model import loading
 from transfer_neurons.model.manifest import ADDED_TOKENS, MANIFEST
 from transfer_neurons.model.sentencepiece_file import SPACE_MARK, Vocabulary, gguf_vocabulary, write_model
-from transfer_neurons.model.sentencepiece_tokenizer import SentencePieceTokenizer
+from transfer_neurons.model.sentencepiece_tokenizer import SentencePieceTokenizer, decoded_tokens
 from transfer_neurons.model.tokenizer_loading import (
     FAST,
     PROBE,
@@ -152,13 +154,21 @@ def test_the_sentencepiece_loader_is_chosen_where_it_encodes_and_decodes_as_the_
     assert record["loader"] == SENTENCEPIECE and record["lines_compared"] == len(lines)
     tokenizer = load_tokenizer(directory, record, False)
     assert isinstance(tokenizer, SentencePieceTokenizer)
+    # The jobs that cut sentences by character offsets get the Rust tokenizer, checked too.
+    assert record["offsets_loader"] == FAST
+    with_offsets = load_tokenizer(directory, record, False, offsets=True)
+    assert isinstance(with_offsets, PreTrainedTokenizerFast) and "offset_mapping" in with_offsets(
+        lines[0], return_offsets_mapping=True
+    )
+    ids = reference(lines[0])["input_ids"]
+    pieces = token_pieces(tokenizer, lines[0], ids)  # without offsets: each token decoded alone
+    assert pieces[0] == "<bos>" and "".join(pieces[1:]) == lines[0]
     assert differing_lines(reference, tokenizer, lines) == []
     assert reference("<start_of_turn>user hi")["input_ids"][:2] == [2, 5]  # BOS, then the control token whole
     assert differing_decodings(reference, tokenizer, lines, random_sequences=3000, seed=1) == []
     assert (len(tokenizer), tokenizer.all_special_ids) == (len(reference), reference.all_special_ids)
     assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (
         reference.bos_token_id, reference.eos_token_id, reference.pad_token_id)  # fmt: skip
-    ids = reference(lines[0])["input_ids"]
     assert tokenizer.convert_ids_to_tokens(ids) == reference.convert_ids_to_tokens(ids)
     for side in ("left", "right"):
         tokenizer.padding_side = reference.padding_side = side
@@ -189,7 +199,15 @@ def decoding_with_a_suffix(directory: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(SentencePieceTokenizer, "_decode", lambda self, **kwargs: plain(self, **kwargs) + "!")
 
 
-@pytest.mark.parametrize("break_it", [wrong_prefix_model, decoding_with_a_suffix], ids=["encoding", "decoding"])
+def not_a_sentencepiece_model(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``tokenizer.model`` in another format (Llama 3 ships a tiktoken file of that name)."""
+    (directory / SENTENCEPIECE_MODEL).write_text("IQ== 0\nIg== 1\n")
+
+
+@pytest.mark.parametrize(
+    "break_it", [wrong_prefix_model, decoding_with_a_suffix, not_a_sentencepiece_model],
+    ids=["encoding", "decoding", "another format"],
+)  # fmt: skip
 def test_a_sentencepiece_tokenizer_that_differs_is_not_used(model_directory, monkeypatch, break_it):
     directory, reference = model_directory
     break_it(directory, monkeypatch)
@@ -222,3 +240,20 @@ def test_prepare_model_records_the_sentencepiece_loader_and_jobs_load_it(tmp_pat
     loaded = loading.load_model(tmp_path / "prepared" / MANIFEST, device="cpu")
     assert isinstance(loaded.tokenizer, SentencePieceTokenizer)
     assert loaded.tokenizer("Dov'è la stazione?")["input_ids"] == reference("Dov'è la stazione?")["input_ids"]
+    Path(record["added_tokens"]).unlink()
+    with pytest.raises(FileNotFoundError, match="rerun prepare_model"):
+        loading.load_model(tmp_path / "prepared" / MANIFEST, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("tokens", "text"),
+    [
+        (["a", "<0xE3>", "<0x81>", "<0x82>", "▁b"], "aあ b"),  # a valid run of bytes is its character
+        (["<0x15>", "<0xB8>", "▁x"], "\ufffd\ufffd x"),  # an invalid run: one U+FFFD per byte, its ASCII too
+        (["<0x41>"], "A"),
+        (["<0xZZ>", "▁▁"], "<0xZZ>  "),  # not a byte piece; every ▁ is a space, in added tokens too
+    ],
+)
+def test_tokens_are_decoded_as_byte_fallback_decodes_them(tokens, text):
+    gemma_decoder = decoders.Sequence([decoders.Replace(SPACE_MARK, " "), decoders.ByteFallback(), decoders.Fuse()])
+    assert decoded_tokens(tokens) == text == gemma_decoder.decode(tokens)

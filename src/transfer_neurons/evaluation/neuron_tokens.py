@@ -105,6 +105,8 @@ def token_pieces(tokenizer: PreTrainedTokenizerBase, sentence: str, ids: Sequenc
     try:
         encoded = tokenizer(sentence, add_special_tokens=True, return_offsets_mapping=True)
     except (NotImplementedError, ValueError):
+        encoded = {}
+    if "offset_mapping" not in encoded:  # transformers 5's Python tokenizers ignore the request
         return [str(tokenizer.decode([token_id])) for token_id in ids]  # str: one id list decodes to one text
     if list(encoded["input_ids"]) != list(ids):
         raise ValueError(
@@ -262,7 +264,7 @@ def run_neuron_tokens(
     on both sides -> the rows of ``neuron_token_activations`` with model, language (the L2 of the
     pairs), side, text_language (the pivot or the L2) and the pair's id."""
     neurons = selected_neurons(top_lists, main_label)
-    loaded = load_model(manifest, device, dtype=dtype)
+    loaded = load_model(manifest, device, dtype=dtype, tokenizer_offsets=True)  # the pieces are cut by offsets
     pairs = kept_pairs(test_pairs)
     frames = []
     for side, column, text_language in ((PIVOT_SIDE, "pivot_text", pivot), (TARGET_SIDE, "target_text", language)):

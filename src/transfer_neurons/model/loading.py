@@ -211,13 +211,14 @@ def model_facts(location: str | Path, trust_remote_code: bool) -> ModelFacts:
 
 def load_model_from_manifest(
     manifest: dict, device: str = "auto", attn_implementation: str | None = None, with_tokenizer: bool = True,
-    *, dtype: str = "auto",
+    *, dtype: str = "auto", tokenizer_offsets: bool = False,
 ) -> tuple[PreTrainedModel, Any]:  # fmt: skip
     """Load the model in eval mode on the chosen device and in the chosen precision (``runtime.dtype``:
     auto, float32, bfloat16 or float16); return ``(model, tokenizer)``.
 
     ``attn_implementation="eager"`` is needed where attention weights are read. Without
-    ``with_tokenizer`` the tokenizer is ``None`` (a large vocabulary takes seconds to load).
+    ``with_tokenizer`` the tokenizer is ``None`` (a large vocabulary takes seconds to load); with
+    ``tokenizer_offsets`` it is one that gives character offsets.
     """
     torch_device, torch_dtype = pick_device_and_dtype(device, dtype)
     location = Path(manifest["location"])
@@ -225,7 +226,8 @@ def load_model_from_manifest(
         raise ModelSourceError(f"model {manifest['name']!r}: {location} no longer exists; rerun prepare_model")
     trust = manifest.get("trust_remote_code", False)
     model, _ = _load_transformers(location, None, trust, torch_dtype, attn_implementation, with_tokenizer=False)
-    tokenizer = load_tokenizer(location, manifest.get("tokenizer"), trust) if with_tokenizer else None
+    record = manifest.get("tokenizer")
+    tokenizer = load_tokenizer(location, record, trust, offsets=tokenizer_offsets) if with_tokenizer else None
     # transformers wraps Module.to with functools.wraps, whose type mypy reads as the unbound function.
     model = model.to(torch_device).eval()  # type: ignore[arg-type]
     if torch_device.type == "cpu":
@@ -271,7 +273,7 @@ class LoadedModel:
 
 def load_model(
     manifest_path: Path, device: str = "auto", attn_implementation: str | None = None, with_tokenizer: bool = True,
-    *, dtype: str = "auto",
+    *, dtype: str = "auto", tokenizer_offsets: bool = False,
 ) -> LoadedModel:  # fmt: skip
     """Load the model a ``prepare_model`` manifest points at, with its tokenizer and adapter.
 
@@ -279,5 +281,7 @@ def load_model(
     ``runtime`` parameter (``MODEL_RUNTIME`` in rules/common.smk), which scripts hand on as ``**runtime``.
     """
     manifest = read_manifest(manifest_path)
-    model, tokenizer = load_model_from_manifest(manifest, device, attn_implementation, with_tokenizer, dtype=dtype)
+    model, tokenizer = load_model_from_manifest(
+        manifest, device, attn_implementation, with_tokenizer, dtype=dtype, tokenizer_offsets=tokenizer_offsets
+    )
     return LoadedModel(model, tokenizer, adapter_for(model))

@@ -133,10 +133,18 @@ def chosen_loader(
     directory has a ``tokenizer.model`` and ``added_tokens_file`` says where to record the reference's
     added tokens."""
     directory = Path(directory)
+    fast = fast_record(directory, reference, lines)
     if added_tokens_file is not None and (directory / SENTENCEPIECE_MODEL).is_file():
         record = sentencepiece_record(directory, reference, lines, Path(added_tokens_file))
         if record is not None:
-            return record
+            # SentencePiece's tokenizer gives no character offsets: the jobs that need them (the neuron
+            # browser's token pieces) load the next loader.
+            return {**record, "offsets_loader": fast["loader"]}
+    return fast
+
+
+def fast_record(directory: Path, reference: PreTrainedTokenizerBase, lines: Sequence[str]) -> dict[str, Any]:
+    """The Rust reader's record where it encodes every line as ``reference`` does, else AutoTokenizer's."""
     if not (directory / "tokenizer.json").is_file():
         return {"loader": AUTO, "reason": "no tokenizer.json"}
     differing = differing_lines(reference, fast_tokenizer(directory), lines)
@@ -155,13 +163,21 @@ def sentencepiece_record(
     from transfer_neurons.model.sentencepiece_tokenizer import sentencepiece_tokenizer, write_added_tokens
 
     write_added_tokens(reference, added_tokens_file)
-    candidate = sentencepiece_tokenizer(directory / SENTENCEPIECE_MODEL, added_tokens_file)
+    try:
+        candidate = sentencepiece_tokenizer(directory / SENTENCEPIECE_MODEL, added_tokens_file)
+    except (RuntimeError, OSError, ValueError) as error:  # not a SentencePiece model (a tiktoken file, say)
+        added_tokens_file.unlink()
+        log.warning("%s is not read by sentencepiece (%s); not used", directory / SENTENCEPIECE_MODEL, error)
+        return None
     differing = differing_lines(reference, candidate, lines)
     undecoded = [] if differing else differing_decodings(reference, candidate, lines)
     if differing or undecoded:
         added_tokens_file.unlink()
-        what = f"{len(differing)} of {len(lines)} lines encode" if differing else f"{len(undecoded)} sequences decode"
-        log.warning("the SentencePiece tokenizer differs from AutoTokenizer: %s differently; not used", what)
+        if differing:
+            what = f"{len(differing)} of {len(lines)} lines encode differently (first: {differing[0]!r})"
+        else:
+            what = f"{len(undecoded)} id sequences decode differently (first: {undecoded[0]})"
+        log.warning("the SentencePiece tokenizer differs from AutoTokenizer: %s; not used", what)
         return None
     return {
         "loader": SENTENCEPIECE,
@@ -171,13 +187,21 @@ def sentencepiece_record(
     }
 
 
-def load_tokenizer(directory: Path, record: dict[str, Any] | None, trust_remote_code: bool) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    directory: Path, record: dict[str, Any] | None, trust_remote_code: bool, *, offsets: bool = False
+) -> PreTrainedTokenizerBase:
     """The tokenizer a job uses: the one ``prepare_model`` found exact (SentencePiece, then fast), else
-    ``AutoTokenizer``."""
+    ``AutoTokenizer``; with ``offsets``, one that gives each token's character offsets (not SentencePiece)."""
+    if record is not None and record.get("loader") == SENTENCEPIECE and offsets:
+        record = {"loader": record.get("offsets_loader", AUTO)}
     if record is not None and record.get("loader") == SENTENCEPIECE:
         from transfer_neurons.model.sentencepiece_tokenizer import sentencepiece_tokenizer
 
-        return sentencepiece_tokenizer(Path(directory) / SENTENCEPIECE_MODEL, Path(record["added_tokens"]))
+        files = (Path(directory) / SENTENCEPIECE_MODEL, Path(record["added_tokens"]))
+        missing = [str(path) for path in files if not path.is_file()]
+        if missing:
+            raise FileNotFoundError(f"the tokenizer's {', '.join(missing)} no longer exist; rerun prepare_model")
+        return sentencepiece_tokenizer(*files)
     if record is not None and record.get("loader") == FAST:
         return fast_tokenizer(directory)
     from transformers import AutoTokenizer
