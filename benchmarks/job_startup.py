@@ -1,7 +1,7 @@
 """One evaluation job's start-up in a fresh process: what it does before its first forward pass.
 
     python -m benchmarks.job_startup --manifest M --job qa [--device auto]
-    python -m benchmarks.job_startup --manifest M --tokenizer auto|fast
+    python -m benchmarks.job_startup --manifest M --tokenizer auto|fast|sentencepiece
 
 Prints one JSON line of wall-clock marks (``time.time()``, comparable with the parent's), taken
 in the order a job's script works: the interpreter is up (``started``, this module's first line),
@@ -9,8 +9,8 @@ in the order a job's script works: the interpreter is up (``started``, this modu
 ``load_model`` loads it (weights, eval mode, read into memory; with eager attention for the
 attention job), and the tokenizer loaded with the loader the manifest records (``load_model``
 loads the model first, then the tokenizer). ``--tokenizer`` times one loader alone instead, after
-the imports (torch, transformers, its tokenizer classes): ``auto`` (``AutoTokenizer``) or ``fast`` (the
-Rust tokenizer of tokenizer.json).
+the imports (torch, transformers, its tokenizer classes): ``auto`` (``AutoTokenizer``), ``fast`` (the
+Rust tokenizer of tokenizer.json) or ``sentencepiece`` (tokenizer.model, where the manifest records it).
 """
 
 import time
@@ -45,7 +45,7 @@ JOB_STARTUP = {
     "patching": StartupSpec("evaluate_patching", "transfer_neurons.evaluation.patching"),
     "amplification": StartupSpec("evaluate_amplification", "transfer_neurons.evaluation.amplification"),
 }
-TOKENIZER_LOADERS = ("auto", "fast")
+TOKENIZER_LOADERS = ("auto", "fast", "sentencepiece")
 
 
 def job_marks(manifest_path: Path, spec: StartupSpec, device: str) -> dict[str, float]:
@@ -89,8 +89,11 @@ def tokenizer_marks(manifest_path: Path, loader: str) -> dict[str, float]:
     from transfer_neurons.model.tokenizer_loading import load_tokenizer
 
     manifest = read_manifest(manifest_path)
+    recorded = manifest.get("tokenizer") or {}
+    # The SentencePiece loader reads the added tokens its record names; the others need only their name.
+    record = recorded if recorded.get("loader") == loader else {"loader": loader}
     marks["imports"] = time.time()
-    load_tokenizer(Path(manifest["location"]), {"loader": loader}, manifest.get("trust_remote_code", False))
+    load_tokenizer(Path(manifest["location"]), record, manifest.get("trust_remote_code", False))
     marks["tokenizer"] = time.time()
     return marks
 

@@ -659,7 +659,11 @@ STARTUP_COLUMNS = {
     "model": "model",
     "tokenizer": "tokenizer",
 }
-LOADER_NAMES = {"auto": "`AutoTokenizer`", "fast": "fast (Rust `tokenizer.json`)"}
+LOADER_NAMES = {
+    "auto": "`AutoTokenizer`",
+    "fast": "fast (Rust `tokenizer.json`)",
+    "sentencepiece": "SentencePiece (`tokenizer.model`)",
+}
 
 
 SECTIONS = {

@@ -488,8 +488,12 @@ def measure_startup(bench: Bench, jobs: list[str], repeats: int) -> dict:
     each round; and each tokenizer loader alone."""
     manifest = read_manifest(bench.manifest)
     recorded = (manifest.get("tokenizer") or {}).get("loader")
-    loaders = [loader for loader in TOKENIZER_LOADERS
-               if loader != "fast" or (Path(manifest["location"]) / "tokenizer.json").is_file()]  # fmt: skip
+    available = {
+        "auto": True,
+        "fast": (Path(manifest["location"]) / "tokenizer.json").is_file(),
+        "sentencepiece": recorded == "sentencepiece",  # its added tokens are written only where it is chosen
+    }
+    loaders = [loader for loader in TOKENIZER_LOADERS if available[loader]]
     samples: dict[str, list[dict]] = {name: [] for name in jobs}
     loader_samples: dict[str, list[float]] = {loader: [] for loader in loaders}
     for _ in range(repeats):
