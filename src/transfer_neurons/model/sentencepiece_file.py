@@ -109,9 +109,15 @@ def model_bytes(vocabulary: Vocabulary) -> bytes:
 
 def write_model(vocabulary: Vocabulary, path: Path) -> Path:
     """Write the vocabulary's SentencePiece model to ``path`` (whole or not at all)."""
+    return write_whole(path, model_bytes(vocabulary))
+
+
+def write_whole(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a ``.partial`` file beside it, so that a killed job leaves no half
+    file under the name a job reads."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(model_bytes(vocabulary))
+    partial.write_bytes(data)
     partial.replace(path)
     return path
 

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 from transformers.tokenization_utils_base import AddedToken
 from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
 
+from transfer_neurons.model.sentencepiece_file import SPACE_MARK, write_whole
+from transfer_neurons.model.tokenizer_loading import SPECIAL_TOKEN_KEYS
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-SPACE_MARK = "\u2581"
 REPLACEMENT = "\ufffd"
-SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token")
 ADDED_TOKEN_FLAGS = ("special", "lstrip", "rstrip", "normalized", "single_word")
 
 
@@ -149,11 +150,7 @@ def write_added_tokens(reference: PreTrainedTokenizerBase, path: Path) -> Path:
         "suffix_ids": whole[start + len(plain) :],
         "clean_up_tokenization_spaces": bool(reference.clean_up_tokenization_spaces),
     }
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
-    partial.replace(path)
-    return path
+    return write_whole(path, json.dumps(record, ensure_ascii=False).encode("utf-8"))
 
 
 def sentencepiece_tokenizer(model_file: Path, added_tokens_file: Path) -> SentencePieceTokenizer:
